@@ -1,0 +1,149 @@
+"""
+Nightly reconciliation of a BigQuery table into a Salesforce custom object.
+
+Every night the DAG reads `crm.customer_accounts` from BigQuery and the `Customer_Account__c` records
+from Salesforce, upserts only the difference by the external id `External_Id__c`, records the run's
+counts in a `Reconciliation_Run__c` record, and fails when more records failed than the
+`max_failures` param allows. A rerun writes nothing that is already in place.
+
+Connections are named by id only; the credentials live in the Airflow connections
+`bigquery_m2m_default` (service account) and `salesforce_m2m_default` (client credentials flow).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.exceptions import AirflowFailException
+from airflow.sdk import Param, dag, task
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from airflow_provider_m2m.hooks.salesforce import SalesforceM2MHook
+from airflow_provider_m2m.operators.reconcile import BigQueryToSalesforceReconcileOperator
+from airflow_provider_m2m.reconcile import FieldMapping, FieldType, Mapping
+
+BIGQUERY_CONN_ID = "bigquery_m2m_default"
+SALESFORCE_CONN_ID = "salesforce_m2m_default"
+TARGET_OBJECT = "Customer_Account__c"
+SUMMARY_OBJECT = "Reconciliation_Run__c"
+# Long Text Area(131072) is the summary field's size in Salesforce.
+FAILURES_FIELD_MAX_LENGTH = 131_072
+
+SOURCE_SQL = """
+SELECT account_id, name, email, country, tier, annual_revenue, employees,
+       is_active, signup_date, last_activity_at, notes
+FROM `crm.customer_accounts`
+"""
+
+CUSTOMER_ACCOUNT_MAPPING = Mapping(
+    key=FieldMapping("account_id", "External_Id__c", FieldType.STRING, length=20),
+    fields=[
+        FieldMapping("name", "Name", FieldType.STRING, length=80),
+        FieldMapping("email", "Email__c", FieldType.EMAIL),
+        FieldMapping("country", "Country__c", FieldType.PICKLIST),
+        FieldMapping("tier", "Tier__c", FieldType.PICKLIST),
+        FieldMapping("annual_revenue", "Annual_Revenue__c", FieldType.DECIMAL, scale=2),
+        FieldMapping("employees", "Employees__c", FieldType.INTEGER),
+        FieldMapping("is_active", "Is_Active__c", FieldType.BOOLEAN),
+        FieldMapping("signup_date", "Signup_Date__c", FieldType.DATE),
+        FieldMapping("last_activity_at", "Last_Activity__c", FieldType.DATETIME),
+        FieldMapping("notes", "Notes__c", FieldType.TEXTAREA, length=255),
+    ],
+)
+
+
+def _failures_text(result: dict[str, Any]) -> str:
+    """Render the failure sample as CSV for the summary record, cut to the field's size."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["external_id", "status", "error"])
+    for failure in result.get("failure_samples", []):
+        writer.writerow([failure["key"], failure["status"], failure.get("error") or ""])
+    text = buffer.getvalue()
+    if len(text) <= FAILURES_FIELD_MAX_LENGTH:
+        return text
+    note = f"\n(cut to {FAILURES_FIELD_MAX_LENGTH} characters; the full list is in {result['failures_csv']})"
+    return text[: FAILURES_FIELD_MAX_LENGTH - len(note)] + note
+
+
+def _failed_count(result: dict[str, Any]) -> int:
+    return int(result.get("failed", 0)) + int(result.get("unprocessed", 0))
+
+
+@dag(
+    dag_id="bigquery_to_salesforce_reconciliation",
+    description="Upsert the difference between BigQuery crm.customer_accounts and Salesforce Customer_Account__c",
+    schedule=CronTriggerTimetable("30 2 * * *", timezone="UTC"),
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    render_template_as_native_obj=True,
+    params={
+        "dry_run": Param(False, type="boolean", description="Plan and log the counts, write nothing."),
+        "max_failures": Param(
+            0,
+            type="integer",
+            minimum=0,
+            description="The run fails when more records than this fail or stay unprocessed.",
+        ),
+    },
+    tags=["m2m", "bigquery", "salesforce", "reconciliation"],
+)
+def bigquery_to_salesforce_reconciliation() -> None:
+    reconcile = BigQueryToSalesforceReconcileOperator(
+        task_id="reconcile_customer_accounts",
+        source_sql=SOURCE_SQL,
+        target_object=TARGET_OBJECT,
+        mapping=CUSTOMER_ACCOUNT_MAPPING,
+        bigquery_m2m_conn_id=BIGQUERY_CONN_ID,
+        salesforce_m2m_conn_id=SALESFORCE_CONN_ID,
+        dry_run="{{ params.dry_run }}",
+    )
+
+    @task
+    def write_run_summary(result: dict[str, Any], params: dict[str, Any], run_id: str) -> dict[str, Any]:
+        """Upsert one Reconciliation_Run__c record by run id, so a retried task updates it in place."""
+        if result["dry_run"]:
+            status = "Dry Run"
+        elif _failed_count(result) > params["max_failures"]:
+            status = "Failed"
+        else:
+            status = "Succeeded"
+        fields = {
+            "Name": run_id[:80],
+            "Status__c": status,
+            "Source_Read__c": result["read_source"],
+            "Target_Read__c": result["read_target"],
+            "Unchanged__c": result["unchanged"],
+            "Created__c": result.get("created", 0),
+            "Updated__c": result.get("updated", 0),
+            "Failed__c": result.get("failed", 0),
+            "Unprocessed__c": result.get("unprocessed", 0),
+            "Orphans__c": result["orphans"],
+            "Finished_At__c": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "Failures__c": _failures_text(result) if _failed_count(result) else None,
+        }
+        hook = SalesforceM2MHook(salesforce_m2m_conn_id=SALESFORCE_CONN_ID)
+        outcome = hook.upsert_record(SUMMARY_OBJECT, "Run_Id__c", run_id, fields)
+        if outcome.status == "failed":
+            raise AirflowFailException(f"Writing the {SUMMARY_OBJECT} record for run {run_id} failed: {outcome.error}")
+        return {"status": status, **{name: value for name, value in fields.items() if name != "Failures__c"}}
+
+    @task
+    def enforce_failure_threshold(result: dict[str, Any], params: dict[str, Any]) -> None:
+        failed = _failed_count(result)
+        if failed > params["max_failures"]:
+            raise AirflowFailException(
+                f"{failed} records failed or stayed unprocessed, more than max_failures={params['max_failures']}. "
+                f"Each record and Salesforce's error are in {result['failures_csv']}; fix the source rows "
+                "and rerun: records already written are not written again."
+            )
+
+    summary = write_run_summary(reconcile.output)
+    summary >> enforce_failure_threshold(reconcile.output)
+
+
+bigquery_to_salesforce_reconciliation()
