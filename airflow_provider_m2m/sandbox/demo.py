@@ -1,0 +1,92 @@
+"""Run the nightly reconciliation once against a fresh sandbox and print its summary.
+
+    python -m airflow_provider_m2m.sandbox.demo [--rows 10000] [--dry-run] [--state-dir .sandbox]
+
+Starts the sandbox, prepares an Airflow home with a SQLite metadata database, runs the example DAG
+with `airflow dags test`, then prints the run summary record as Salesforce stores it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from airflow_provider_m2m.sandbox import start_sandbox
+from airflow_provider_m2m.sandbox.airflow_run import airflow_environment, migrate_metadata_db, run_dags_test
+
+DAG_ID = "bigquery_to_salesforce_reconciliation"
+SUMMARY_OBJECT = "Reconciliation_Run__c"
+SUMMARY_FIELDS = [
+    ("Status__c", "status"),
+    ("Source_Read__c", "source rows read"),
+    ("Target_Read__c", "target records read"),
+    ("Unchanged__c", "unchanged"),
+    ("Created__c", "created"),
+    ("Updated__c", "updated"),
+    ("Failed__c", "failed"),
+    ("Unprocessed__c", "unprocessed"),
+    ("Orphans__c", "only in Salesforce (reported, not deleted)"),
+]
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=10_000, help="source rows to seed in BigQuery (default 10000)")
+    parser.add_argument("--dry-run", action="store_true", help="plan and print the counts, write nothing")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".sandbox"),
+        help="folder for the sandbox's certificates, the Airflow home and logs (default .sandbox, emptied first)",
+    )
+    return parser.parse_args(argv)
+
+
+def _print_summary(record: dict) -> None:
+    width = max(len(label) for _, label in SUMMARY_FIELDS)
+    print(f"\nReconciliation summary ({SUMMARY_OBJECT} {record.get('Run_Id__c')}):")
+    for field, label in SUMMARY_FIELDS:
+        value = record.get(field)
+        if isinstance(value, float) or (hasattr(value, "to_integral_value") and value is not None):
+            value = int(value)
+        print(f"  {label:<{width}}  {value}")
+    written = sum(int(record.get(name) or 0) for name in ("Created__c", "Updated__c"))
+    accounted = sum(
+        int(record.get(name) or 0) for name in ("Unchanged__c", "Created__c", "Updated__c", "Failed__c", "Unprocessed__c")
+    )
+    print(f"  {'records written':<{width}}  {written}")
+    print(f"  {'accounted for':<{width}}  {accounted} of {int(record.get('Source_Read__c') or 0)} source rows")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    state_dir = args.state_dir.resolve()
+    shutil.rmtree(state_dir, ignore_errors=True)
+    airflow_home = state_dir / "airflow"
+
+    print(f"Starting the sandbox with {args.rows} source rows ...", flush=True)
+    with start_sandbox(state_dir / "sandbox", rows=args.rows) as sandbox:
+        env = airflow_environment(airflow_home, sandbox.connections)
+        print("Preparing the Airflow metadata database (SQLite) ...", flush=True)
+        migrate_metadata_db(env)
+        print(f"Running `airflow dags test {DAG_ID}` ...", flush=True)
+        run = run_dags_test(
+            DAG_ID,
+            env,
+            log_file=state_dir / "dag-run.log",
+            conf={"dry_run": args.dry_run},
+        )
+        summaries = sandbox.salesforce.records(SUMMARY_OBJECT)
+        if run.returncode != 0 or not summaries:
+            tail = "\n".join(run.output.splitlines()[-40:])
+            print(f"\nThe DAG run failed (exit code {run.returncode}). Last lines of {run.log_file}:\n{tail}")
+            return 1
+        _print_summary(summaries[-1])
+        print(f"\nFull Airflow output: {run.log_file}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
