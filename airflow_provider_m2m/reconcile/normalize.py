@@ -1,0 +1,409 @@
+"""Normalise source values and Salesforce values of one field to one comparable text form.
+
+The comparable form of a value is the text that a Bulk API 2.0 upload would carry for it, so a plan
+compares and writes the same string. The empty string stands for null in this form: no non-null
+value of any field type normalises to it. The rules per type:
+
+- Text types: Unicode NFC, never trimmed (Bulk API 2.0 does not trim field values either). An empty
+  string is null, because Salesforce stores an empty string in a text field as null and returns it
+  as null, so treating the two as different would plan the same update on every run.
+- DECIMAL: `Decimal` rounded half up to the field's scale, written with exactly `scale` decimal places
+  ("1200.50"); without a scale, written without trailing zeros.
+- INTEGER: an integral number written without a fraction.
+- DOUBLE: a finite float, rounded to the scale when there is one, written in the shortest form.
+- BOOLEAN: "true" or "false". A Salesforce checkbox has no null, and null reads back as false.
+- DATE: ISO 8601 "YYYY-MM-DD".
+- DATETIME: UTC, truncated to whole seconds, "YYYY-MM-DDTHH:MM:SS.000Z". Salesforce keeps dateTime
+  fields to the second (SOAP API Developer Guide, "Primitive Data Types": dateTime), so finer digits
+  in the source would otherwise show as a change on every run.
+
+A source value that Salesforce cannot take (NaN or infinity in a number field, a naive datetime, text
+longer than the field, a null in a required field) raises `InvalidValue`, and the plan reports the
+row as failed without sending it. A target value that does not parse raises `ValueError`.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from airflow_provider_m2m.reconcile.mapping import TEXT_TYPES, FieldMapping, FieldType
+
+Converter = Callable[[Any], str]
+
+NULL_TEXT = ""
+
+
+class InvalidValue(ValueError):
+    """A source value that cannot be sent to its Salesforce field; the message names the field."""
+
+
+def source_converter(field: FieldMapping) -> Converter:
+    """Build the function that turns a source value of `field` into its comparable form."""
+    convert = _SOURCE_BUILDERS[field.type](field)
+    if field.nullable or field.type is FieldType.BOOLEAN:
+        return convert
+    label = _label(field)
+
+    def convert_required(value: Any) -> str:
+        text = convert(value)
+        if text == NULL_TEXT:
+            raise InvalidValue(f"{label}: the field is required, but the value is null")
+        return text
+
+    return convert_required
+
+
+def target_converter(field: FieldMapping) -> Converter:
+    """Build the function that turns a Salesforce value of `field` into its comparable form.
+
+    Accepts Bulk API 2.0 query CSV text (empty means null) and REST JSON values.
+    """
+    return _TARGET_BUILDERS[field.type](field)
+
+
+def _label(field: FieldMapping) -> str:
+    return f"{field.target} (source column {field.source})"
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+# Text ---------------------------------------------------------------------------------------------
+
+
+def _nfc(text: str) -> str:
+    # ASCII text is always in NFC, and str.isascii() reads a flag, so the common case costs nothing.
+    if text.isascii():
+        return text
+    return unicodedata.normalize("NFC", text)
+
+
+def _text_source(field: FieldMapping) -> Converter:
+    label = _label(field)
+    length = field.length
+
+    def convert(value: Any) -> str:
+        if value is None:
+            return NULL_TEXT
+        if type(value) is not str:
+            if isinstance(value, str):
+                value = str(value)
+            elif isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+                value = str(value)
+            else:
+                raise InvalidValue(f"{label}: expected text, got {_type_name(value)}")
+        text = _nfc(value)
+        if "\x00" in text:
+            # Salesforce text cannot contain NUL, and the plan uses it as its field separator.
+            raise InvalidValue(f"{label}: text contains a NUL character, which Salesforce cannot store")
+        # Counted in code points. Salesforce may count a character outside the Basic Multilingual
+        # Plane as two, so a value this check lets through can still fail there; it never rejects
+        # a value that Salesforce would take.
+        if length is not None and len(text) > length:
+            raise InvalidValue(f"{label}: text has {len(text)} characters, the field allows {length}")
+        return text
+
+    return convert
+
+
+def _text_target(field: FieldMapping) -> Converter:
+    def convert(value: Any) -> str:
+        if value is None:
+            return NULL_TEXT
+        if type(value) is not str:
+            value = str(value)
+        return _nfc(value)
+
+    return convert
+
+
+# Numbers ------------------------------------------------------------------------------------------
+
+
+def _decimal_text(number: Decimal, quantum: Decimal | None) -> str:
+    """Write a finite Decimal in plain notation, at the quantum's scale or without trailing zeros."""
+    if quantum is None:
+        number = number.normalize()
+    else:
+        number = number.quantize(quantum, rounding=ROUND_HALF_UP)
+    text = format(number, "f")
+    if text[0] == "-" and not number:
+        return text[1:]  # -0.00 and 0.00 are the same value to Salesforce
+    return text
+
+
+def _to_decimal(value: Any, label: str) -> Decimal:
+    """Convert a number or numeric text to a finite Decimal, raising InvalidValue otherwise."""
+    kind = type(value)
+    if kind is Decimal:
+        number = value
+    elif kind is int:
+        number = Decimal(value)
+    elif kind is float:
+        if not math.isfinite(value):
+            raise InvalidValue(f"{label}: {value!r} is not a number Salesforce can store, so it is never sent")
+        number = Decimal(repr(value))
+    elif kind is str:
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation as err:
+            raise InvalidValue(f"{label}: {value!r} is not a number") from err
+    elif isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise InvalidValue(f"{label}: expected a number, got {_type_name(value)}")
+    else:
+        return _to_decimal(kind.__mro__[1](value), label)  # a subclass of int, float or Decimal
+    if not number.is_finite():
+        raise InvalidValue(f"{label}: {value!r} is not a number Salesforce can store, so it is never sent")
+    return number
+
+
+def _quantum(field: FieldMapping) -> Decimal | None:
+    return None if field.scale is None else Decimal(1).scaleb(-field.scale)
+
+
+def _decimal_source(field: FieldMapping) -> Converter:
+    label = _label(field)
+    quantum = _quantum(field)
+
+    def convert(value: Any) -> str:
+        if value is None:
+            return NULL_TEXT
+        number = _to_decimal(value, label)
+        try:
+            return _decimal_text(number, quantum)
+        except InvalidOperation as err:
+            raise InvalidValue(f"{label}: {value!r} has more digits than a decimal can hold") from err
+
+    return convert
+
+
+def _decimal_target(field: FieldMapping) -> Converter:
+    quantum = _quantum(field)
+
+    def convert(value: Any) -> str:
+        if value is None or value == "":
+            return NULL_TEXT
+        if type(value) is float:
+            value = repr(value)
+        return _decimal_text(Decimal(value), quantum)
+
+    return convert
+
+
+def _integer_source(field: FieldMapping) -> Converter:
+    label = _label(field)
+
+    def convert(value: Any) -> str:
+        if value is None:
+            return NULL_TEXT
+        if type(value) is int:
+            return str(value)
+        number = _to_decimal(value, label)
+        if number != number.to_integral_value():
+            raise InvalidValue(f"{label}: {value!r} is not a whole number")
+        return str(int(number))
+
+    return convert
+
+
+def _integer_target(field: FieldMapping) -> Converter:
+    def convert(value: Any) -> str:
+        if value is None or value == "":
+            return NULL_TEXT
+        if type(value) is int:
+            return str(value)
+        if type(value) is str and value.isdigit():
+            return str(int(value))  # drops leading zeros
+        # "42.0" from a Number field, or a fraction that a whole source value will then replace.
+        return _decimal_text(Decimal(repr(value) if type(value) is float else value), None)
+
+    return convert
+
+
+def _float_text(number: float) -> str:
+    """Write a finite float in its shortest round-trip form, in plain notation."""
+    if number == 0:
+        return "0"  # also for -0.0
+    text = repr(number)
+    if "e" in text or "E" in text:
+        return _decimal_text(Decimal(text), None)
+    if text.endswith(".0"):
+        return text[:-2]
+    return text
+
+
+def _double_source(field: FieldMapping) -> Converter:
+    label = _label(field)
+    scale = field.scale
+
+    def convert(value: Any) -> str:
+        if value is None:
+            return NULL_TEXT
+        if type(value) is not float:
+            value = float(_to_decimal(value, label))
+        if not math.isfinite(value):
+            raise InvalidValue(f"{label}: {value!r} is not a number Salesforce can store, so it is never sent")
+        if scale is not None:
+            value = round(value, scale)
+        return _float_text(value)
+
+    return convert
+
+
+def _double_target(field: FieldMapping) -> Converter:
+    scale = field.scale
+
+    def convert(value: Any) -> str:
+        if value is None or value == "":
+            return NULL_TEXT
+        number = float(value)
+        if scale is not None:
+            number = round(number, scale)
+        return _float_text(number)
+
+    return convert
+
+
+# Booleans -----------------------------------------------------------------------------------------
+
+_BOOLEAN_TEXT = {"true": "true", "false": "false", "1": "true", "0": "false"}
+
+
+def _boolean_source(field: FieldMapping) -> Converter:
+    label = _label(field)
+
+    def convert(value: Any) -> str:
+        if value is True:
+            return "true"
+        if value is False or value is None:
+            return "false"  # a checkbox has no null state: Salesforce stores null as false
+        if isinstance(value, str):
+            text = _BOOLEAN_TEXT.get(value.strip().lower())
+            if text is not None:
+                return text
+            raise InvalidValue(f"{label}: {value!r} is not a boolean; expected true or false")
+        raise InvalidValue(f"{label}: expected a boolean, got {_type_name(value)}")
+
+    return convert
+
+
+def _boolean_target(field: FieldMapping) -> Converter:
+    def convert(value: Any) -> str:
+        if value is True:
+            return "true"
+        if value is False or value is None or value == "":
+            return "false"
+        text = _BOOLEAN_TEXT.get(str(value).lower())
+        if text is None:
+            raise ValueError(f"{field.target}: {value!r} is not a Salesforce boolean")
+        return text
+
+    return convert
+
+
+# Dates and times ----------------------------------------------------------------------------------
+
+
+def _date_source(field: FieldMapping) -> Converter:
+    label = _label(field)
+
+    def convert(value: Any) -> str:
+        if value is None:
+            return NULL_TEXT
+        if type(value) is date:
+            return value.isoformat()
+        if isinstance(value, datetime):
+            raise InvalidValue(f"{label}: expected a date, got a datetime; convert it to a date in the query")
+        if isinstance(value, date):
+            return date(value.year, value.month, value.day).isoformat()
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value.strip()).isoformat()
+            except ValueError as err:
+                raise InvalidValue(f"{label}: {value!r} is not an ISO 8601 date (YYYY-MM-DD)") from err
+        raise InvalidValue(f"{label}: expected a date, got {_type_name(value)}")
+
+    return convert
+
+
+def _date_target(field: FieldMapping) -> Converter:
+    def convert(value: Any) -> str:
+        if value is None or value == "":
+            return NULL_TEXT
+        # Bulk API 2.0 and REST both return YYYY-MM-DD; anything else is parsed to be sure.
+        if len(value) == 10 and value[4] == "-" and value[7] == "-":
+            return value
+        return date.fromisoformat(value).isoformat()
+
+    return convert
+
+
+def _datetime_text(moment: datetime) -> str:
+    utc = moment.astimezone(UTC)
+    return f"{utc.replace(microsecond=0, tzinfo=None).isoformat()}.000Z"
+
+
+def _datetime_source(field: FieldMapping) -> Converter:
+    label = _label(field)
+
+    def convert(value: Any) -> str:
+        if value is None:
+            return NULL_TEXT
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.strip())
+            except ValueError as err:
+                raise InvalidValue(f"{label}: {value!r} is not an ISO 8601 datetime") from err
+        if not isinstance(value, datetime):
+            raise InvalidValue(f"{label}: expected a datetime, got {_type_name(value)}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InvalidValue(
+                f"{label}: the datetime {value.isoformat()} has no time zone; "
+                "select a TIMESTAMP or attach the zone in the query"
+            )
+        return _datetime_text(value)
+
+    return convert
+
+
+def _datetime_target(field: FieldMapping) -> Converter:
+    def convert(value: Any) -> str:
+        if value is None or value == "":
+            return NULL_TEXT
+        # Bulk API 2.0 query CSV: 2024-01-02T03:04:05.000Z, already whole seconds in UTC.
+        if len(value) == 24 and value[10] == "T" and value.endswith(".000Z"):
+            return value
+        # REST returns 2024-01-02T03:04:05.000+0000; Python 3.11 parses both forms.
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)  # Salesforce API datetimes are UTC
+        return _datetime_text(moment)
+
+    return convert
+
+
+_SOURCE_BUILDERS: dict[FieldType, Callable[[FieldMapping], Converter]] = {
+    FieldType.DECIMAL: _decimal_source,
+    FieldType.INTEGER: _integer_source,
+    FieldType.DOUBLE: _double_source,
+    FieldType.BOOLEAN: _boolean_source,
+    FieldType.DATE: _date_source,
+    FieldType.DATETIME: _datetime_source,
+}
+_TARGET_BUILDERS: dict[FieldType, Callable[[FieldMapping], Converter]] = {
+    FieldType.DECIMAL: _decimal_target,
+    FieldType.INTEGER: _integer_target,
+    FieldType.DOUBLE: _double_target,
+    FieldType.BOOLEAN: _boolean_target,
+    FieldType.DATE: _date_target,
+    FieldType.DATETIME: _datetime_target,
+}
+for _text_type in TEXT_TYPES:
+    _SOURCE_BUILDERS[_text_type] = _text_source
+    _TARGET_BUILDERS[_text_type] = _text_target
