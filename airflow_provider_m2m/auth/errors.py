@@ -62,8 +62,8 @@ class OAuthError(M2MAuthError):
         self.error_uri = error_uri
 
     def __str__(self) -> str:
-        where = f"connection {self.connection_id!r}" if self.connection_id else "token request"
-        text = f"Token endpoint rejected the {where}: {self.error}"
+        where = f" for connection {self.connection_id!r}" if self.connection_id else ""
+        text = f"Token request{where} failed: {self.error}"
         if self.description:
             text += f" ({self.description})"
         if self.status_code is not None:
