@@ -1,0 +1,243 @@
+"""The Salesforce API emulator: one App serving OAuth, REST and Bulk API 2.0 on one base URL.
+
+Every API request must carry `Authorization: Bearer <access token>` from `/services/oauth2/token`;
+an unknown, expired or idle token gets 401 with `INVALID_SESSION_ID`. `api_calls` counts requests
+per endpoint kind (the `kind` names in `_routes`), including rejected ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from airflow_provider_m2m.sandbox.http import Request, Response, Router
+from airflow_provider_m2m.sandbox.salesforce import values
+from airflow_provider_m2m.sandbox.salesforce.bulk import BulkApi, BulkError
+from airflow_provider_m2m.sandbox.salesforce.ids import ORG_PREFIX, USER_PREFIX
+from airflow_provider_m2m.sandbox.salesforce.oauth import ConnectedApp, Session, Sessions, TokenEndpoint
+from airflow_provider_m2m.sandbox.salesforce.objects import DEFAULT_OBJECTS, ObjectDef
+from airflow_provider_m2m.sandbox.salesforce.rest import ApiError, RestApi
+from airflow_provider_m2m.sandbox.salesforce.store import Record, Store
+
+log = logging.getLogger(__name__)
+
+INVALID_SESSION = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
+DEFAULT_SESSION_TIMEOUT_SECONDS = 7200
+
+ApiHandler = Callable[[Request, Session], Response]
+
+
+class SalesforceEmulator:
+    """An in-process Salesforce org for tests and the demo, served by `SandboxServer`.
+
+    Set `base_url` to the server's URL once it is listening (or pass `base_url_provider`): the token
+    response's `instance_url` and the identity URL are built from it.
+    """
+
+    def __init__(
+        self,
+        tls: Any = None,
+        *,
+        session_timeout_seconds: float = DEFAULT_SESSION_TIMEOUT_SECONDS,
+        clients: Sequence[ConnectedApp] = (),
+        base_url_provider: Callable[[], str] | None = None,
+        object_defs: Iterable[ObjectDef] = DEFAULT_OBJECTS,
+    ) -> None:
+        # `tls` is accepted for callers that pass their TLS files; the server, not the app, uses them.
+        del tls
+        self.lock = threading.RLock()
+        self.base_url: str | None = None
+        self._base_url_provider = base_url_provider
+        self.store = Store(object_defs, self.lock)
+        self.org_id = self.store.ids.new_id(ORG_PREFIX)
+        self.sessions = Sessions(session_timeout_seconds, self.lock)
+        self.token_endpoint = TokenEndpoint(
+            clients,
+            self.sessions,
+            org_id=self.org_id,
+            new_user_id=lambda: self.store.ids.new_id(USER_PREFIX),
+            base_url=self._own_url,
+        )
+        self.rest = RestApi(self.store)
+        self.bulk = BulkApi(self.store)
+        self.api_calls: Counter[str] = Counter()
+        self._expire_after_calls: int | None = None
+        self._router = Router()
+        self._routes()
+
+    # -- wiring -----------------------------------------------------------------------------------
+
+    def _own_url(self) -> str:
+        if self.base_url:
+            return self.base_url
+        if self._base_url_provider is not None:
+            return self._base_url_provider()
+        raise RuntimeError("SalesforceEmulator.base_url is not set: assign the server's URL after it starts")
+
+    def _routes(self) -> None:
+        data = "/services/data/v{version}"
+        rest, bulk = self.rest, self.bulk
+        self._router.add("POST", "/services/oauth2/token", self._token)
+        api_routes: list[tuple[str, str, str, ApiHandler]] = [
+            ("GET", "/query", "query", rest.query),
+            ("GET", "/query/{locator}", "query_more", rest.query_more),
+            ("GET", "/queryAll", "query", rest.query),
+            ("GET", "/queryAll/{locator}", "query_more", rest.query_more),
+            ("GET", "/sobjects", "describe_global", rest.describe_global),
+            ("GET", "/sobjects/{object}/describe", "describe", rest.describe),
+            ("POST", "/sobjects/{object}", "create", rest.create),
+            ("GET", "/sobjects/{object}/{id}", "retrieve", rest.get),
+            ("PATCH", "/sobjects/{object}/{id}", "update", rest.update),
+            ("DELETE", "/sobjects/{object}/{id}", "delete", rest.delete),
+            ("GET", "/sobjects/{object}/{field}/{value}", "retrieve", rest.get_by_external_id),
+            ("PATCH", "/sobjects/{object}/{field}/{value}", "upsert", rest.upsert),
+            ("POST", "/composite/sobjects", "collection_create", rest.collection_create),
+            ("PATCH", "/composite/sobjects/{object}/{field}", "collection_upsert", rest.collection_upsert),
+            ("POST", "/jobs/ingest", "bulk_ingest_create", bulk.create_ingest),
+            ("GET", "/jobs/ingest", "bulk_ingest_list", bulk.list_ingest),
+            ("PUT", "/jobs/ingest/{job_id}/batches", "bulk_ingest_upload", bulk.upload),
+            ("GET", "/jobs/ingest/{job_id}", "bulk_ingest_status", bulk.get_ingest),
+            ("PATCH", "/jobs/ingest/{job_id}", "bulk_ingest_state", bulk.patch_ingest),
+            ("DELETE", "/jobs/ingest/{job_id}", "bulk_ingest_delete", bulk.delete_ingest),
+            ("GET", "/jobs/ingest/{job_id}/{kind}", "bulk_ingest_results", bulk.ingest_results),
+            ("POST", "/jobs/query", "bulk_query_create", bulk.create_query),
+            ("GET", "/jobs/query", "bulk_query_list", bulk.list_query),
+            ("GET", "/jobs/query/{job_id}", "bulk_query_status", bulk.get_query),
+            ("PATCH", "/jobs/query/{job_id}", "bulk_query_state", bulk.patch_query),
+            ("DELETE", "/jobs/query/{job_id}", "bulk_query_delete", bulk.delete_query),
+            ("GET", "/jobs/query/{job_id}/results", "bulk_query_results", bulk.query_results),
+        ]
+        for method, path, kind, handler in api_routes:
+            self._router.add(method, data + path, self._authenticated(kind, handler))
+
+    def handle(self, request: Request) -> Response:
+        return self._router.handle(request)
+
+    def _token(self, request: Request) -> Response:
+        with self.lock:
+            self.api_calls["token"] += 1
+        return self.token_endpoint.handle(request)
+
+    def _authenticated(self, kind: str, handler: ApiHandler) -> Callable[[Request], Response]:
+        def dispatch(request: Request) -> Response:
+            session = self._session_for(request, kind)
+            if session is None:
+                return Response(401, values.dumps(INVALID_SESSION).encode(), {"Content-Type": "application/json;charset=UTF-8", "WWW-Authenticate": "Token"})
+            try:
+                return handler(request, session)
+            except (ApiError, BulkError) as err:
+                return err.response()
+
+        return dispatch
+
+    def _session_for(self, request: Request, kind: str) -> Session | None:
+        with self.lock:
+            self.api_calls[kind] += 1
+            if self._expire_after_calls is not None:
+                if self._expire_after_calls <= 0:
+                    self._expire_after_calls = None
+                    self.sessions.expire_all()
+                    log.info("Salesforce emulator: expired every session before a %s call, as a test requested", kind)
+                else:
+                    self._expire_after_calls -= 1
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() not in ("bearer", "oauth") or not token:
+                return None
+            return self.sessions.touch(token.strip())
+
+    # -- records, for the sandbox runner and tests ------------------------------------------------
+
+    def _object(self, object_name: str) -> ObjectDef:
+        object_def = self.store.object_def(object_name)
+        if object_def is None:
+            raise KeyError(f"unknown Salesforce object {object_name!r}")
+        return object_def
+
+    def insert_records(self, object_name: str, records: Iterable[dict[str, Any]], *, enforce_unique: bool = True) -> list[str]:
+        """Insert records given as field name -> Python or JSON value; return their ids in order.
+
+        Raises ValueError naming the record's position and errors when a record is invalid. With
+        `enforce_unique=False` duplicate unique values are allowed, so a test can set up an external
+        id that matches more than one record.
+        """
+        object_def = self._object(object_name)
+        user_id = self.sessions.user_id("sandbox-seed") or self.store.ids.new_id(USER_PREFIX)
+        ids = []
+        with self.lock:
+            for position, record in enumerate(records):
+                changes = {}
+                for name, raw in record.items():
+                    field_def = object_def.field(name)
+                    if field_def is None:
+                        raise ValueError(f"record {position}: {object_def.name} has no field {name!r}")
+                    changes[field_def] = values.read_value(field_def, raw)
+                if not enforce_unique:
+                    unique_names = {field_def.name for field_def in object_def.unique_fields}
+                    held = {field_def: value for field_def, value in changes.items() if field_def.name in unique_names}
+                    changes = {field_def: value for field_def, value in changes.items() if field_def.name not in unique_names}
+                result = self.store.create(object_def, changes, user_id=user_id)
+                if not result.success:
+                    raise ValueError(f"record {position}: " + "; ".join(error.to_bulk() for error in result.errors))
+                if not enforce_unique and held:
+                    self._force_values(object_def, result.id or "", held)
+                ids.append(result.id or "")
+        return ids
+
+    def _force_values(self, object_def: ObjectDef, record_id: str, changes: dict[Any, Any]) -> None:
+        record = dict(self.store.get(object_def, record_id) or {})
+        record.update({field_def.name: value for field_def, value in changes.items()})
+        self.store._put(object_def, record, None)  # noqa: SLF001 - the store's own index upkeep
+
+    def records(self, object_name: str) -> list[Record]:
+        """Copies of every record of an object, field name -> stored Python value."""
+        return self.store.copies(self._object(object_name))
+
+    def issued_tokens(self) -> list[str]:
+        """Every access token issued so far, live or expired (for secret leak scans)."""
+        return self.sessions.tokens()
+
+    # -- fault hooks for tests --------------------------------------------------------------------
+
+    @property
+    def session_timeout_seconds(self) -> float:
+        return self.sessions.timeout_seconds
+
+    @session_timeout_seconds.setter
+    def session_timeout_seconds(self, seconds: float) -> None:
+        self.sessions.timeout_seconds = seconds
+
+    def expire_session(self, token: str) -> None:
+        self.sessions.expire(token)
+
+    def expire_all_sessions(self) -> None:
+        self.sessions.expire_all()
+
+    def expire_sessions_after_calls(self, calls: int) -> None:
+        """Expire every session once `calls` more API requests have been served (0: before the next)."""
+        with self.lock:
+            self._expire_after_calls = calls
+
+    def fail_next_ingest_job(self, error_message: str = "InternalServerError : Job failed, as requested by the test") -> None:
+        """Make the next ingest job that starts processing end Failed before writing any record."""
+        self.fail_ingest_job_after(0, error_message)
+
+    def fail_ingest_job_after(self, records: int, error_message: str = "InternalServerError : Job failed after partial processing") -> None:
+        """Make the next ingest job end Failed after `records` records; the rest stay unprocessed."""
+        with self.lock:
+            self.bulk.faults.fail_plans.append((records, error_message))
+
+    def set_processing_delay(self, seconds: float) -> None:
+        """Hold every ingest job InProgress for `seconds` before it writes records."""
+        with self.lock:
+            self.bulk.faults.processing_delay_seconds = seconds
+
+    def reset_api_calls(self) -> None:
+        with self.lock:
+            self.api_calls.clear()
+
+    def wait_for_jobs(self, timeout: float = 10.0) -> None:
+        """Wait for Bulk API worker threads to finish."""
+        self.bulk.join_workers(timeout)
