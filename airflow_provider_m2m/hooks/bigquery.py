@@ -1,0 +1,728 @@
+"""BigQuery hook: service-account key or workload identity federation, queries over the REST API.
+
+Credentials come from google-auth, and their access tokens go through the shared TokenProvider:
+`GoogleCredentialsGrant` wraps google-auth's own refresh (the JWT bearer assertion of a service
+account, the STS exchange of an external account, or the IAM Credentials call of impersonation),
+and `TokenProviderCredentials` hands the provider's cached token to google-auth's
+`AuthorizedSession` and to the google-cloud-bigquery client. google-auth keeps the protocol work
+it does well, and this package keeps one token per credential per lifetime on a node.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as time_of_day
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+import google.auth
+import google.auth.credentials
+import google.auth.exceptions
+import google.auth.transport.requests
+import requests
+from airflow.sdk import BaseHook
+from google.auth import impersonated_credentials
+from google.oauth2 import service_account
+
+from airflow_provider_m2m.auth import AccessToken, TokenProvider
+from airflow_provider_m2m.auth.errors import TokenEndpointError, oauth_error_for
+from airflow_provider_m2m.auth.masking import mask_secret
+from airflow_provider_m2m.auth.token import DEFAULT_LIFETIME, utcnow
+from airflow_provider_m2m.hooks._connection import (
+    ConnectionFields,
+    M2MConnectionMixin,
+    TimeoutSession,
+    Timeouts,
+    build_token_endpoint,
+    register_airflow_hooks,
+)
+
+if TYPE_CHECKING:
+    from google.cloud import bigquery
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://bigquery.googleapis.com/bigquery/v2"
+DEFAULT_SCOPES = ("https://www.googleapis.com/auth/bigquery",)
+# Impersonation calls the IAM Credentials API, which needs this scope on the source credentials.
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+DEFAULT_PAGE_SIZE = 10_000
+# How long one jobs.query or jobs.getQueryResults call waits on the server for the job to finish
+# before it returns jobComplete=false; the hook then polls jobs.get.
+SERVER_WAIT_MS = 10_000
+POLL_FIRST_INTERVAL_SECONDS = 0.5
+POLL_MAX_INTERVAL_SECONDS = 5.0
+DEFAULT_QUERY_TIMEOUT_SECONDS = 3600.0
+
+
+class BigQueryError(Exception):
+    """A BigQuery request or job failed; carries the HTTP status and BigQuery's error reasons."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, reasons: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.reasons = tuple(reasons)
+
+
+# Credentials
+
+
+class _TimeoutRequest(google.auth.transport.requests.Request):
+    """google-auth transport that applies the connection's timeouts where google-auth passes none."""
+
+    def __init__(self, session: requests.Session, timeouts: Timeouts) -> None:
+        super().__init__(session)
+        self._timeouts = timeouts.as_tuple()
+
+    def __call__(self, url: str, method: str = "GET", body: Any = None, headers: Any = None, timeout: Any = None, **kwargs: Any) -> Any:
+        return super().__call__(url, method=method, body=body, headers=headers, timeout=timeout or self._timeouts, **kwargs)
+
+
+class GoogleCredentialsGrant:
+    """A Grant (in the `airflow_provider_m2m.auth` sense) that obtains a token by refreshing
+    google-auth credentials.
+
+    The `endpoint` argument of `obtain` is not used: google-auth sends its own token requests,
+    through `transport`, which carries the connection's CA bundle and timeouts.
+    """
+
+    grant_type = "google_credentials"
+
+    def __init__(
+        self,
+        credentials: google.auth.credentials.Credentials,
+        transport: google.auth.transport.requests.Request,
+        *,
+        fingerprint_material: Mapping[str, Any],
+        scopes: Sequence[str],
+    ) -> None:
+        self.credentials = credentials
+        self.transport = transport
+        self.scopes = tuple(scopes)
+        self.grant_type = f"google_{type(credentials).__module__.rsplit('.', 1)[-1]}"
+        text = json.dumps(fingerprint_material, sort_keys=True, separators=(",", ":"), default=str)
+        self._fingerprint = hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def __repr__(self) -> str:
+        return f"GoogleCredentialsGrant({type(self.credentials).__name__}, scopes={list(self.scopes)!r})"
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def obtain(self, endpoint: Any = None, *, default_lifetime: timedelta = DEFAULT_LIFETIME) -> AccessToken:
+        requested_at = utcnow()
+        try:
+            self.credentials.refresh(self.transport)
+        except google.auth.exceptions.RefreshError as err:
+            raise _oauth_error_from_refresh(err) from err
+        except google.auth.exceptions.TransportError as err:
+            raise TokenEndpointError(f"google-auth token request failed: {err}", retryable=True) from err
+        token = self.credentials.token
+        if not token:
+            raise TokenEndpointError("google-auth refresh returned no access token")
+        mask_secret(token)
+        expiry = self.credentials.expiry
+        # google-auth stores expiry as a naive datetime in UTC.
+        expires_at = expiry.replace(tzinfo=UTC) if expiry is not None else requested_at + default_lifetime
+        return AccessToken(
+            access_token=token,
+            token_type="Bearer",
+            expires_at=expires_at,
+            # Google's token responses for these grants carry no scope, so the requested scopes are reported.
+            scope=" ".join(self.scopes) or None,
+            issued_at=requested_at,
+        )
+
+
+def _oauth_error_from_refresh(err: google.auth.exceptions.RefreshError) -> Exception:
+    """Map google-auth's RefreshError to the package's OAuth error classes (RFC 6749 section 5.2)."""
+    body = next((arg for arg in err.args[1:] if isinstance(arg, Mapping)), None)
+    if body is not None and isinstance(body.get("error"), str):
+        description = body.get("error_description")
+        return oauth_error_for(body["error"], description if isinstance(description, str) else None)
+    retryable = bool(getattr(err, "retryable", False))
+    return TokenEndpointError(f"google-auth refresh failed: {err.args[0] if err.args else type(err).__name__}", retryable=retryable)
+
+
+class TokenProviderCredentials(google.auth.credentials.Credentials):
+    """google-auth credentials whose token comes from a TokenProvider.
+
+    Every request asks the provider for its token, a cache hit while the token is fresh.
+    `refresh`, which `AuthorizedSession` calls after a 401, drops the rejected token from the
+    caches and obtains a new one.
+    """
+
+    def __init__(self, provider: TokenProvider) -> None:
+        super().__init__()
+        self._provider = provider
+
+    def _load(self, token: AccessToken) -> None:
+        self.token = token.access_token
+        self.expiry = token.expires_at.astimezone(UTC).replace(tzinfo=None)
+
+    def refresh(self, request: Any) -> None:
+        if self.token:
+            self._provider.invalidate(self.token)
+        self._load(self._provider.get_token())
+
+    def before_request(self, request: Any, method: str, url: str, headers: dict[str, str]) -> None:
+        self._load(self._provider.get_token())
+        self.apply(headers)
+
+
+@dataclass(frozen=True)
+class BigQuerySettings:
+    """The validated fields of a bigquery_m2m connection, credentials built but not refreshed."""
+
+    connection_id: str
+    credentials: google.auth.credentials.Credentials
+    fingerprint_material: Mapping[str, Any]
+    scopes: tuple[str, ...]
+    project_id: str
+    location: str | None
+    api_url: str
+    verify: bool | str
+    timeouts: Timeouts
+
+
+def _normalize_private_key(info: dict[str, Any]) -> dict[str, Any]:
+    """Undo a second escaping of the key's newlines, as when a key JSON was pasted into another JSON string."""
+    key = info.get("private_key")
+    if isinstance(key, str) and "\\n" in key:
+        info = {**info, "private_key": key.replace("\\r\\n", "\n").replace("\\n", "\n")}
+    return info
+
+
+def _service_account_credentials(
+    fields: ConnectionFields, field: str, info: dict[str, Any], scopes: Sequence[str]
+) -> service_account.Credentials:
+    from airflow_provider_m2m.auth.keys import load_private_key
+
+    if info.get("type") != "service_account":
+        raise fields.error(field, f"has type {info.get('type')!r}; expected a service account key (type service_account)")
+    missing = [name for name in ("client_email", "private_key", "token_uri") if not info.get(name)]
+    if missing:
+        raise fields.error(field, f"service account key lacks {', '.join(missing)}; paste the whole key file")
+    info = _normalize_private_key(info)
+    mask_secret(info["private_key"])
+    # Loading the key here gives a message that names the field when the key is damaged.
+    load_private_key(info["private_key"], connection_id=fields.connection_id, field=field)
+    try:
+        return service_account.Credentials.from_service_account_info(info, scopes=list(scopes))
+    except ValueError as err:
+        raise fields.error(field, f"google-auth rejected the service account key: {type(err).__name__}") from None
+
+
+def _load_key_file(fields: ConnectionFields) -> dict[str, Any]:
+    path = fields.file_path("key_path")
+    assert path is not None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as err:
+        raise fields.error("key_path", f"cannot read {path!r}: {err.strerror}") from None
+    mask_secret(text)
+    try:
+        info = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise fields.error("key_path", f"file {path!r} is not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(info, dict):
+        raise fields.error("key_path", f"file {path!r} does not contain a JSON object")
+    return info
+
+
+def _credential_config(fields: ConnectionFields) -> dict[str, Any]:
+    raw = fields.raw("credential_config")
+    if isinstance(raw, str) and not raw.lstrip().startswith("{"):
+        path = fields.file_path("credential_config")
+        assert path is not None
+        try:
+            with open(path, encoding="utf-8") as handle:
+                info = json.load(handle)
+        except (OSError, json.JSONDecodeError) as err:
+            raise fields.error("credential_config", f"cannot read a JSON object from {path!r}: {err}") from None
+    else:
+        info = fields.json_object("credential_config")
+    if not isinstance(info, dict) or info.get("type") != "external_account":
+        raise fields.error(
+            "credential_config",
+            f"has type {info.get('type') if isinstance(info, dict) else None!r}; expected an "
+            "external_account configuration from `gcloud iam workload-identity-pools create-cred-config`",
+        )
+    return info
+
+
+def build_bigquery_settings(fields: ConnectionFields, transport: google.auth.transport.requests.Request | None = None) -> BigQuerySettings:
+    """Validate the connection and build its google-auth credentials (no network request)."""
+    sources = [name for name in ("key_json", "key_path", "credential_config") if fields.is_set(name)]
+    if len(sources) != 1:
+        problem = "none is set" if not sources else f"{' and '.join(sources)} are all set"
+        raise fields.error(
+            sources[0] if sources else "key_json",
+            f"set exactly one of key_json, key_path or credential_config ({problem})",
+        )
+    source = sources[0]
+    scopes = tuple((fields.space_separated("scopes") or " ".join(DEFAULT_SCOPES)).split())
+    target = fields.text("impersonate_service_account")
+    if target is not None and "@" not in target:
+        raise fields.error("impersonate_service_account", f"{target!r} is not a service account email")
+    source_scopes = (CLOUD_PLATFORM_SCOPE,) if target else scopes
+
+    credentials: google.auth.credentials.Credentials
+    if source in ("key_json", "key_path"):
+        info = fields.json_object("key_json", secret=True) if source == "key_json" else _load_key_file(fields)
+        assert info is not None
+        credentials = _service_account_credentials(fields, source, info, source_scopes)
+        default_project = info.get("project_id")
+        material: dict[str, Any] = {"key": hashlib.sha256(json.dumps(_normalize_private_key(info), sort_keys=True).encode()).hexdigest()}
+    else:
+        info = _credential_config(fields)
+        try:
+            credentials, default_project = google.auth.load_credentials_from_dict(info, scopes=list(source_scopes))
+        except google.auth.exceptions.DefaultCredentialsError as err:
+            raise fields.error("credential_config", f"google-auth rejected the configuration: {err}") from None
+        default_project = default_project or info.get("quota_project_id")
+        material = {"config": info}
+
+    if target:
+        credentials = impersonated_credentials.Credentials(
+            source_credentials=credentials, target_principal=target, target_scopes=list(scopes)
+        )
+    project_id = fields.text("project_id") or default_project
+    if not project_id:
+        raise fields.error("project_id", "is missing and the credentials name no project; set the project that runs the queries")
+    api_url = fields.url("api_url", default=DEFAULT_API_URL)
+    assert api_url is not None
+    material.update({"scopes": scopes, "impersonate": target, "source": source})
+    return BigQuerySettings(
+        connection_id=fields.connection_id,
+        credentials=credentials,
+        fingerprint_material=material,
+        scopes=scopes,
+        project_id=str(project_id),
+        location=fields.text("location"),
+        api_url=api_url,
+        verify=fields.ca_bundle(),
+        timeouts=fields.timeouts(),
+    )
+
+
+# Row conversion
+
+
+def _parse_float(text: str) -> float:
+    # BigQuery's JSON writes non-finite FLOAT64 as the strings NaN, Infinity and -Infinity.
+    return float(text)
+
+
+def _parse_timestamp(value: Any) -> datetime:
+    """Parse a TIMESTAMP cell: integer microseconds (formatOptions.useInt64Timestamp) or float seconds.
+
+    The hook always requests integer microseconds; a value with a decimal point or an exponent is
+    the float-seconds form some servers still send.
+    """
+    text = str(value)
+    if any(mark in text for mark in ".eE"):
+        seconds = Decimal(text)
+        micros = int((seconds * 1_000_000).to_integral_value())
+    else:
+        micros = int(text)
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+
+
+def _parse_datetime(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace(" ", "T"))
+
+
+def _parse_time(text: str) -> time_of_day:
+    return time_of_day.fromisoformat(text)
+
+
+def _parse_bool(text: Any) -> bool:
+    if isinstance(text, bool):
+        return text
+    lowered = str(text).lower()
+    if lowered == "true":
+        return True
+    if lowered == "false":
+        return False
+    raise ValueError(f"{text!r} is not a BOOL value")
+
+
+_SCALAR_PARSERS: dict[str, Any] = {
+    "STRING": str,
+    "INTEGER": int,
+    "INT64": int,
+    "FLOAT": _parse_float,
+    "FLOAT64": _parse_float,
+    "NUMERIC": Decimal,
+    "BIGNUMERIC": Decimal,
+    "BOOLEAN": _parse_bool,
+    "BOOL": _parse_bool,
+    "BYTES": base64.b64decode,
+    "DATE": date.fromisoformat,
+    "DATETIME": _parse_datetime,
+    "TIME": _parse_time,
+    "TIMESTAMP": _parse_timestamp,
+    "JSON": json.loads,
+    "GEOGRAPHY": str,
+    "INTERVAL": str,
+    "RANGE": str,
+}
+
+
+def convert_cell(field: Mapping[str, Any], cell: Any) -> Any:
+    """Convert one cell of a `jobs.getQueryResults` row to Python, by the field's schema.
+
+    REPEATED fields become lists and RECORD (STRUCT) fields dicts, recursively; NULL is None.
+    """
+    value = cell.get("v") if isinstance(cell, Mapping) else cell
+    if field.get("mode") == "REPEATED":
+        if value is None:
+            return []
+        element = {**field, "mode": "NULLABLE"}
+        return [convert_cell(element, item) for item in value]
+    if value is None:
+        return None
+    field_type = str(field.get("type", "STRING")).upper()
+    if field_type in ("RECORD", "STRUCT"):
+        return convert_row(field.get("fields", []), value)
+    parser = _SCALAR_PARSERS.get(field_type, str)
+    try:
+        return parser(value)
+    except (ValueError, TypeError, InvalidOperation, binascii.Error) as err:
+        raise BigQueryError(f"column {field.get('name')!r}: cannot parse {field_type} value {value!r}") from err
+
+
+def convert_row(fields: Sequence[Mapping[str, Any]], row: Mapping[str, Any]) -> dict[str, Any]:
+    """Convert a `{"f": [{"v": ...}, ...]}` row to a dict keyed by column name."""
+    cells = row.get("f", [])
+    return {field["name"]: convert_cell(field, cell) for field, cell in zip(fields, cells, strict=True)}
+
+
+# Query parameters
+
+
+def _parameter_type(value: Any, name: str) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"type": "BOOL"}
+    if isinstance(value, int):
+        return {"type": "INT64"}
+    if isinstance(value, float):
+        return {"type": "FLOAT64"}
+    if isinstance(value, Decimal):
+        # NUMERIC holds 38 digits with 9 after the point; wider values need BIGNUMERIC.
+        exponent = value.as_tuple().exponent
+        scale = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+        digits = len(value.as_tuple().digits)
+        return {"type": "NUMERIC" if scale <= 9 and digits - scale <= 29 else "BIGNUMERIC"}
+    if isinstance(value, str) or value is None:
+        return {"type": "STRING"}
+    if isinstance(value, bytes):
+        return {"type": "BYTES"}
+    if isinstance(value, datetime):
+        return {"type": "TIMESTAMP" if value.tzinfo is not None else "DATETIME"}
+    if isinstance(value, date):
+        return {"type": "DATE"}
+    if isinstance(value, time_of_day):
+        return {"type": "TIME"}
+    if isinstance(value, list | tuple):
+        if not value:
+            raise ValueError(f"query parameter {name!r} is an empty list, whose element type cannot be inferred")
+        return {"type": "ARRAY", "arrayType": _parameter_type(value[0], name)}
+    raise ValueError(f"query parameter {name!r} has unsupported type {type(value).__name__}")
+
+
+def _parameter_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            return value.astimezone(UTC).isoformat()
+        return value.isoformat()
+    if isinstance(value, date | time_of_day):
+        return value.isoformat()
+    return str(value)
+
+
+def query_parameters(parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Build named query parameters (`@name` in the SQL) for jobs.query, inferring each type."""
+    result = []
+    for name, value in parameters.items():
+        parameter_type = _parameter_type(value, name)
+        if parameter_type["type"] == "ARRAY":
+            parameter_value: dict[str, Any] = {"arrayValues": [{"value": _parameter_text(item)} for item in value]}
+        else:
+            parameter_value = {"value": _parameter_text(value)}
+        result.append({"name": name, "parameterType": parameter_type, "parameterValue": parameter_value})
+    return result
+
+
+def _error_reasons(errors: Any) -> list[str]:
+    if not isinstance(errors, list):
+        return []
+    return [str(item.get("reason")) for item in errors if isinstance(item, Mapping) and item.get("reason")]
+
+
+class BigQueryM2MHook(M2MConnectionMixin, BaseHook):
+    """BigQuery over its REST API with a service-account key or workload identity federation.
+
+    :param bigquery_m2m_conn_id: id of a `bigquery_m2m` connection.
+    :param query_timeout_seconds: how long to wait for one query job before failing.
+    """
+
+    conn_name_attr = "bigquery_m2m_conn_id"
+    default_conn_name = "bigquery_m2m_default"
+    conn_type = "bigquery_m2m"
+    hook_name = "Google BigQuery (service account, M2M)"
+
+    def __init__(
+        self,
+        bigquery_m2m_conn_id: str = default_conn_name,
+        *,
+        query_timeout_seconds: float = DEFAULT_QUERY_TIMEOUT_SECONDS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        register_airflow_hooks()
+        self.bigquery_m2m_conn_id = bigquery_m2m_conn_id
+        self.query_timeout_seconds = query_timeout_seconds
+        self._settings: BigQuerySettings | None = None
+        self._provider: TokenProvider | None = None
+        self._session: google.auth.transport.requests.AuthorizedSession | None = None
+
+    @property
+    def settings(self) -> BigQuerySettings:
+        if self._settings is None:
+            fields = self.connection_fields()
+            self._settings = build_bigquery_settings(fields)
+        return self._settings
+
+    @property
+    def project_id(self) -> str:
+        return self.settings.project_id
+
+    def _transport(self) -> google.auth.transport.requests.Request:
+        settings = self.settings
+        session = TimeoutSession(settings.timeouts, verify=settings.verify)
+        return _TimeoutRequest(session, settings.timeouts)
+
+    def token_provider(self) -> TokenProvider:
+        """Return the connection's token provider, built on first use; building it sends no request."""
+        if self._provider is None:
+            settings = self.settings
+            grant = GoogleCredentialsGrant(
+                settings.credentials,
+                self._transport(),
+                fingerprint_material=settings.fingerprint_material,
+                scopes=settings.scopes,
+            )
+            self._provider = TokenProvider(
+                grant, connection_id=settings.connection_id, endpoint=build_token_endpoint(self.connection_fields())
+            )
+        return self._provider
+
+    def get_token(self, force: bool = False) -> AccessToken:
+        """Return a valid access token, from the cache or from a new grant."""
+        return self.token_provider().get_token(force=force)
+
+    def get_credentials(self) -> TokenProviderCredentials:
+        """Return google-auth credentials backed by the shared token cache, for Google client libraries."""
+        return TokenProviderCredentials(self.token_provider())
+
+    def get_session(self) -> google.auth.transport.requests.AuthorizedSession:
+        """Return an `AuthorizedSession` with the connection's CA bundle.
+
+        After a 401 it obtains a new token and sends the request once more, not twice.
+        """
+        if self._session is None:
+            settings = self.settings
+            session = google.auth.transport.requests.AuthorizedSession(
+                self.get_credentials(), auth_request=self._transport(), max_refresh_attempts=1
+            )
+            session.verify = settings.verify
+            self._session = session
+        return self._session
+
+    def get_conn(self) -> google.auth.transport.requests.AuthorizedSession:
+        return self.get_session()
+
+    def get_client(self) -> bigquery.Client:
+        """Return a google-cloud-bigquery client with this connection's credentials and project.
+
+        Needs the optional extra: `pip install airflow-provider-m2m[bigquery-client]`.
+        """
+        try:
+            from google.api_core.client_options import ClientOptions
+            from google.cloud import bigquery
+        except ImportError as err:
+            raise ImportError(
+                "get_client() needs google-cloud-bigquery; install airflow-provider-m2m[bigquery-client]"
+            ) from err
+        settings = self.settings
+        parts = urlsplit(settings.api_url)
+        return bigquery.Client(
+            project=settings.project_id,
+            credentials=self.get_credentials(),
+            location=settings.location,
+            client_options=ClientOptions(api_endpoint=f"{parts.scheme}://{parts.netloc}"),
+            _http=self.get_session(),
+        )
+
+    # REST
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """Send one BigQuery REST request; raise `BigQueryError` for an HTTP error or a failed job in a 200 body."""
+        settings = self.settings
+        url = f"{settings.api_url}/{path}"
+        response = self.get_session().request(method, url, timeout=settings.timeouts.as_tuple(), **kwargs)
+        if response.status_code >= 400:
+            try:
+                error = response.json().get("error", {})
+            except (ValueError, AttributeError):
+                error = {}
+            message = error.get("message") if isinstance(error, Mapping) else None
+            reasons = _error_reasons(error.get("errors") if isinstance(error, Mapping) else None)
+            raise BigQueryError(
+                f"Connection {self.bigquery_m2m_conn_id!r}: BigQuery {method} {path.split('?')[0]} returned "
+                f"HTTP {response.status_code}: {message or response.reason}"
+                + (f" (reason: {', '.join(reasons)})" if reasons else ""),
+                status_code=response.status_code,
+                reasons=reasons,
+            )
+        body = response.json()
+        self._raise_for_job_error(body)
+        return body
+
+    def _raise_for_job_error(self, body: Mapping[str, Any]) -> None:
+        status = body.get("status")
+        error = status.get("errorResult") if isinstance(status, Mapping) else None
+        if error:
+            reasons = _error_reasons([error, *(status.get("errors") or [])])
+            job_id = (body.get("jobReference") or {}).get("jobId")
+            raise BigQueryError(
+                f"Connection {self.bigquery_m2m_conn_id!r}: BigQuery job {job_id} failed: "
+                f"{error.get('message', 'no message')} (reason: {error.get('reason', 'unknown')})",
+                reasons=reasons,
+            )
+
+    def _start_query(self, sql: str, parameters: Mapping[str, Any] | None, page_size: int) -> dict[str, Any]:
+        settings = self.settings
+        body: dict[str, Any] = {
+            "query": sql,
+            "useLegacySql": False,
+            "maxResults": page_size,
+            "timeoutMs": SERVER_WAIT_MS,
+            "formatOptions": {"useInt64Timestamp": True},
+        }
+        if settings.location:
+            body["location"] = settings.location
+        if parameters:
+            body["parameterMode"] = "NAMED"
+            body["queryParameters"] = query_parameters(parameters)
+        return self._call("POST", f"projects/{quote(settings.project_id, safe='')}/queries", json=body)
+
+    def _wait_for_job(self, job_reference: Mapping[str, Any]) -> None:
+        """Poll jobs.get until the job is DONE; a failed job raises from its status.errorResult."""
+        deadline = time.monotonic() + self.query_timeout_seconds
+        interval = POLL_FIRST_INTERVAL_SECONDS
+        job_id = job_reference["jobId"]
+        project = job_reference.get("projectId", self.settings.project_id)
+        params = {"location": job_reference["location"]} if job_reference.get("location") else {}
+        while True:
+            job = self._call("GET", f"projects/{quote(project, safe='')}/jobs/{quote(job_id, safe='')}", params=params)
+            if (job.get("status") or {}).get("state") == "DONE":
+                return
+            if time.monotonic() + interval > deadline:
+                raise BigQueryError(
+                    f"Connection {self.bigquery_m2m_conn_id!r}: BigQuery job {job_id} is not done after "
+                    f"{self.query_timeout_seconds:.0f} s; raise query_timeout_seconds or cancel the job"
+                )
+            time.sleep(interval)
+            interval = min(interval * 2, POLL_MAX_INTERVAL_SECONDS)
+
+    def _result_page(self, job_reference: Mapping[str, Any], page_size: int, page_token: str | None) -> dict[str, Any]:
+        project = job_reference.get("projectId", self.settings.project_id)
+        params: dict[str, Any] = {
+            "maxResults": page_size,
+            "timeoutMs": SERVER_WAIT_MS,
+            "formatOptions.useInt64Timestamp": "true",
+        }
+        if job_reference.get("location"):
+            params["location"] = job_reference["location"]
+        if page_token:
+            params["pageToken"] = page_token
+        return self._call(
+            "GET", f"projects/{quote(project, safe='')}/queries/{quote(job_reference['jobId'], safe='')}", params=params
+        )
+
+    def iter_rows(
+        self, sql: str, *, parameters: Mapping[str, Any] | None = None, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[dict[str, Any]]:
+        """Run a GoogleSQL query and yield its rows as dicts of Python values, page by page.
+
+        Types: NUMERIC and BIGNUMERIC as Decimal, DATE as date, DATETIME as naive datetime,
+        TIMESTAMP as aware UTC datetime, TIME as time, INT64 as int, FLOAT64 as float (NaN and
+        infinities included), BOOL as bool, BYTES as bytes, JSON parsed, ARRAY as list and STRUCT
+        as dict. `parameters` become named parameters, `@name` in the SQL.
+        """
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        response = self._start_query(sql, parameters, page_size)
+        job_reference = response.get("jobReference") or {}
+        if not response.get("jobComplete"):
+            self._wait_for_job(job_reference)
+            response = self._result_page(job_reference, page_size, None)
+        while not response.get("jobComplete"):
+            # getQueryResults can still report an unfinished job right after jobs.get said DONE.
+            response = self._result_page(job_reference, page_size, None)
+
+        fields = (response.get("schema") or {}).get("fields", [])
+        count = 0
+        while True:
+            for row in response.get("rows") or []:
+                count += 1
+                yield convert_row(fields, row)
+            page_token = response.get("pageToken")
+            if not page_token:
+                break
+            response = self._result_page(job_reference, page_size, page_token)
+        log.info(
+            "BigQuery job %s on connection %r returned %d rows",
+            job_reference.get("jobId"),
+            self.bigquery_m2m_conn_id,
+            count,
+        )
+
+    def get_records(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Return every row of a query as a list; use `iter_rows` for large results."""
+        return list(self.iter_rows(sql, parameters=parameters))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Grant a new token, run `SELECT 1`, and report the scopes and the token lifetime."""
+        try:
+            token = self.get_token(force=True)
+            rows = list(self.iter_rows("SELECT 1 AS ok"))
+            if rows != [{"ok": 1}]:
+                return False, f"SELECT 1 returned {rows!r}"
+        except Exception as err:  # the Test button shows any failure as text
+            return False, str(err)
+        lifetime = int(token.lifetime.total_seconds())
+        # Google's token response for these grants reports no scope, so the message names the requested ones.
+        return True, (
+            f"Connected to project {self.settings.project_id}; requested scopes: {token.scope}; "
+            f"token lifetime: {lifetime} s"
+        )

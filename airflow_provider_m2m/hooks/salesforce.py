@@ -1,0 +1,792 @@
+"""Salesforce hook: OAuth client credentials or JWT bearer login, REST, sObject Collections and Bulk API 2.0.
+
+Every request goes through one `requests.Session` whose `BearerAuth` attaches the current access
+token. When Salesforce rejects the session (HTTP 401 `INVALID_SESSION_ID`, as after the org's
+session timeout), `BearerAuth` drops the token, grants a new one once and sends the request again
+once, so REST calls, Collections upserts and every Bulk API 2.0 step survive a session timeout.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import requests
+from airflow.sdk import BaseHook
+
+from airflow_provider_m2m.auth import (
+    AccessToken,
+    BearerAuth,
+    ClientCredentialsGrant,
+    ClientSecretPost,
+    JwtBearerGrant,
+    TokenProvider,
+)
+from airflow_provider_m2m.auth.errors import OAuthError
+from airflow_provider_m2m.hooks._connection import (
+    ConnectionFields,
+    M2MConnectionMixin,
+    TimeoutSession,
+    Timeouts,
+    build_token_endpoint,
+    describe_token,
+    register_airflow_hooks,
+)
+from airflow_provider_m2m.reconcile.mapping import NULL
+from airflow_provider_m2m.reconcile.result import RecordOutcome
+
+if TYPE_CHECKING:
+    from simple_salesforce import Salesforce
+
+log = logging.getLogger(__name__)
+
+FLOWS = ("client_credentials", "jwt_bearer")
+PRODUCTION_LOGIN_URL = "https://login.salesforce.com"
+SANDBOX_LOGIN_URL = "https://test.salesforce.com"
+DEFAULT_API_VERSION = "62.0"
+DEFAULT_SESSION_LIFETIME_SECONDS = 7200
+
+# sObject Collections take at most 200 records per request (Salesforce REST API Developer Guide,
+# "sObject Collections").
+COLLECTIONS_BATCH_SIZE = 200
+DEFAULT_BULK_THRESHOLD = 200
+# Bulk API 2.0 accepts at most 150 MB of base64-encoded data per job upload, which Salesforce's
+# guide equates to about 100 MB of CSV before encoding.
+MAX_BULK_UPLOAD_BYTES = 100_000_000
+# Rows per page of Bulk API 2.0 query results: large pages mean fewer requests, and each page
+# is parsed in memory, so 50,000 rows of a typical object stay in the tens of megabytes.
+BULK_QUERY_PAGE_SIZE = 50_000
+# Bulk job polling starts fast for small jobs and backs off to this interval for long ones.
+POLL_FIRST_INTERVAL_SECONDS = 0.5
+POLL_MAX_INTERVAL_SECONDS = 10.0
+DEFAULT_BULK_JOB_TIMEOUT_SECONDS = 3600.0
+
+# Bulk API 2.0 CSV: an empty cell leaves the field unchanged, "#N/A" sets it to null.
+BULK_CSV_NULL = "#N/A"
+
+# What to change for the login errors Salesforce returns most often, keyed by a fragment of its
+# error_description (lowercase).
+_LOGIN_ERROR_HINTS: tuple[tuple[str, str], ...] = (
+    (
+        "audience is invalid",
+        "The assertion's aud must be https://login.salesforce.com for a production org or "
+        "https://test.salesforce.com for a sandbox: set is_sandbox to match the org, or set audience.",
+    ),
+    (
+        "user hasn't approved this consumer",
+        "Pre-authorize the user for the connected app: set Permitted Users to 'Admin approved users "
+        "are pre-authorized' and add the user's profile or a permission set to the app.",
+    ),
+    (
+        "user is not admin approved",
+        "Add the user's profile or a permission set to the connected app's policies.",
+    ),
+    (
+        "invalid assertion",
+        "The assertion was not accepted: upload the certificate of this private key to the connected "
+        "app (Use digital signatures), check that the consumer key belongs to that app, and that "
+        "the worker's clock is correct.",
+    ),
+    (
+        "request not supported on this domain",
+        "The client credentials flow works only on the org's My Domain URL: set host to "
+        "https://<your-domain>.my.salesforce.com instead of login.salesforce.com or test.salesforce.com.",
+    ),
+    (
+        "no client credentials user enabled",
+        "Enable the client credentials flow on the connected app and set its Run As user.",
+    ),
+    (
+        "invalid client credentials",
+        "Check the consumer key (login) and consumer secret (password) against the connected app.",
+    ),
+    (
+        "authentication failure",
+        "Check that username is an active user of this org (a sandbox username usually ends with "
+        "the sandbox name) and that the connected app is in the same org.",
+    ),
+)
+
+
+class SalesforceLoginError(OAuthError):
+    """Salesforce rejected the login; the message says which setting to change.
+
+    A subclass of `OAuthError`, so the token provider counts it as a failed grant, with the
+    error code and description Salesforce sent.
+    """
+
+    def __init__(self, message: str, *, error: str, description: str | None, connection_id: str, status_code: int | None) -> None:
+        super().__init__(error, description, False, connection_id, status_code=status_code)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SalesforceApiError(Exception):
+    """A Salesforce API request failed; carries the HTTP status and Salesforce's error codes."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, error_codes: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_codes = tuple(error_codes)
+
+
+@dataclass(frozen=True)
+class SalesforceSettings:
+    """The validated fields of a salesforce_m2m connection."""
+
+    connection_id: str
+    flow: str
+    my_domain_url: str | None
+    consumer_key: str
+    api_version: str
+    session_lifetime: timedelta
+    verify: bool | str
+    timeouts: Timeouts
+
+    @classmethod
+    def from_fields(cls, fields: ConnectionFields) -> SalesforceSettings:
+        flow = fields.choice(
+            "flow",
+            FLOWS,
+            required=True,
+            hint="set it to client_credentials or jwt_bearer; the flow is never guessed from the other fields",
+        )
+        assert flow is not None
+        my_domain_url = fields.url(
+            "host",
+            required=flow == "client_credentials" or not fields.is_set("token_host"),
+            hint="set it to the org's My Domain URL, https://<your-domain>.my.salesforce.com",
+        )
+        consumer_key = fields.text("login", required=True, hint="set it to the connected app's consumer key")
+        assert consumer_key is not None
+        api_version = fields.text("api_version", default=DEFAULT_API_VERSION)
+        assert api_version is not None
+        api_version = api_version.removeprefix("v")
+        try:
+            if float(api_version) < 46.0:
+                raise fields.error("api_version", f"{api_version} is too old; sObject Collections upsert needs 46.0 or later")
+        except ValueError:
+            raise fields.error("api_version", f"{api_version!r} is not a version number like 62.0") from None
+        lifetime = fields.integer(
+            "session_lifetime_seconds", default=DEFAULT_SESSION_LIFETIME_SECONDS, minimum=60
+        )
+        assert lifetime is not None
+        return cls(
+            connection_id=fields.connection_id,
+            flow=flow,
+            my_domain_url=my_domain_url,
+            consumer_key=consumer_key,
+            api_version=api_version,
+            session_lifetime=timedelta(seconds=lifetime),
+            verify=fields.ca_bundle(),
+            timeouts=fields.timeouts(),
+        )
+
+
+def build_salesforce_grant(fields: ConnectionFields, settings: SalesforceSettings) -> Any:
+    """Build the grant of the connection's flow, validating the fields that flow needs."""
+    if settings.flow == "client_credentials":
+        secret = fields.secret("password", required=True, hint="set it to the connected app's consumer secret")
+        assert secret is not None and settings.my_domain_url is not None
+        ignored = [name for name in ("username", "private_key") if fields.is_set(name)]
+        if ignored:
+            log.warning(
+                "Connection %r uses flow client_credentials; %s are set but not used",
+                settings.connection_id,
+                ", ".join(ignored),
+            )
+        # Salesforce documents client_id and client_secret in the request body for this flow.
+        return ClientCredentialsGrant(
+            token_url=f"{settings.my_domain_url}/services/oauth2/token",
+            client_auth=ClientSecretPost(settings.consumer_key, secret),
+        )
+
+    username = fields.text("username", required=True, hint="set it to the Salesforce username to log in as")
+    private_key = fields.private_key(
+        "private_key",
+        "private_key_passphrase",
+        required=True,
+        hint="set it to the private key whose certificate is uploaded to the connected app",
+    )
+    token_host = fields.url("token_host", default=settings.my_domain_url)
+    audience = fields.url("audience")
+    if audience is None:
+        audience = SANDBOX_LOGIN_URL if fields.boolean("is_sandbox") else PRODUCTION_LOGIN_URL
+    if fields.is_set("password"):
+        log.warning("Connection %r uses flow jwt_bearer; the consumer secret is set but not used", settings.connection_id)
+    assert username is not None and token_host is not None
+    # RFC 7523 section 2.1 with Salesforce's claims: iss is the consumer key, sub the username and
+    # aud the login server, which differs from the URL the grant is posted to.
+    return JwtBearerGrant(
+        token_url=f"{token_host}/services/oauth2/token",
+        issuer=settings.consumer_key,
+        subject=username,
+        audience=audience,
+        private_key=private_key,
+    )
+
+
+def explain_login_error(err: OAuthError, connection_id: str) -> SalesforceLoginError:
+    """Turn a token endpoint error into a message that says which setting to change."""
+    description = err.description or ""
+    lowered = description.lower()
+    hint = next((text for fragment, text in _LOGIN_ERROR_HINTS if fragment in lowered), None)
+    if hint is None:
+        hint = "Check the connection's flow, consumer key and credentials against the connected app."
+    detail = f"{err.error}: {description}" if description else err.error
+    message = f"Connection {connection_id!r}: Salesforce rejected the login ({detail}). {hint}"
+    return SalesforceLoginError(
+        message, error=err.error, description=err.description, connection_id=connection_id, status_code=err.status_code
+    )
+
+
+class _ExplainedGrant:
+    """A grant whose OAuth errors become `SalesforceLoginError` with a hint; otherwise the inner grant."""
+
+    def __init__(self, grant: Any, connection_id: str) -> None:
+        self._grant = grant
+        self._connection_id = connection_id
+        self.grant_type = getattr(grant, "grant_type", "unknown")
+
+    def fingerprint(self) -> str:
+        return self._grant.fingerprint()
+
+    def secret_values(self) -> tuple[str, ...]:
+        return tuple(getattr(self._grant, "secret_values", lambda: ())())
+
+    def obtain(self, endpoint: Any, **kwargs: Any) -> AccessToken:
+        try:
+            return self._grant.obtain(endpoint, **kwargs)
+        except OAuthError as err:
+            raise explain_login_error(err, self._connection_id) from err
+
+
+def is_session_rejected(response: requests.Response) -> bool:
+    """Tell whether Salesforce rejected the access token, as it does after the session timeout.
+
+    Salesforce sends HTTP 401 with `[{"errorCode": "INVALID_SESSION_ID", ...}]` from REST and Bulk
+    API 2.0; RFC 6750 section 3.1 servers send `WWW-Authenticate: Bearer error="invalid_token"`.
+    """
+    if response.status_code != 401:
+        return False
+    if 'error="invalid_token"' in response.headers.get("WWW-Authenticate", ""):
+        return True
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    items = body if isinstance(body, list) else [body]
+    return any(isinstance(item, Mapping) and item.get("errorCode") == "INVALID_SESSION_ID" for item in items)
+
+
+def _error_codes(body: Any) -> list[str]:
+    items = body if isinstance(body, list) else [body]
+    return [str(item["errorCode"]) for item in items if isinstance(item, Mapping) and "errorCode" in item]
+
+
+def _error_text(errors: Any) -> str:
+    """Join Salesforce record errors (`statusCode` or `errorCode`, `message`, `fields`) into one line."""
+    if not isinstance(errors, list):
+        return str(errors)
+    parts = []
+    for item in errors:
+        if not isinstance(item, Mapping):
+            parts.append(str(item))
+            continue
+        code = item.get("statusCode") or item.get("errorCode") or "ERROR"
+        text = f"{code}: {item.get('message', '')}".strip()
+        if item.get("fields"):
+            text += f" [{', '.join(str(field) for field in item['fields'])}]"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def _iso_datetime(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value.isoformat()} has no time zone; Salesforce needs an aware one")
+    utc = value.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def json_value(value: Any) -> Any:
+    """Convert a record value for a REST or Collections JSON body; NULL becomes JSON null."""
+    if value is NULL or value is None:
+        return None
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Decimal):
+        # A JSON string keeps every digit; Salesforce parses numeric fields from strings.
+        return str(value)
+    if isinstance(value, datetime):
+        return _iso_datetime(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"cannot send a {type(value).__name__} to Salesforce")
+
+
+def csv_value(value: Any) -> str:
+    """Convert a record value for a Bulk API 2.0 CSV cell; NULL becomes `#N/A` and None an empty cell."""
+    if value is NULL:
+        return BULK_CSV_NULL
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return _iso_datetime(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, int | float | Decimal | str):
+        return str(value)
+    raise TypeError(f"cannot send a {type(value).__name__} to Salesforce")
+
+
+def _strip_attributes(value: Any) -> Any:
+    """Drop the `attributes` entries Salesforce adds to each record and nested record."""
+    if isinstance(value, Mapping):
+        return {key: _strip_attributes(item) for key, item in value.items() if key != "attributes"}
+    if isinstance(value, list):
+        return [_strip_attributes(item) for item in value]
+    return value
+
+
+def _csv_rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
+    """Salesforce through a connected app, logged in with client credentials or JWT bearer.
+
+    :param salesforce_m2m_conn_id: id of a `salesforce_m2m` connection.
+    :param bulk_job_timeout_seconds: how long to wait for one Bulk API 2.0 job before failing.
+    """
+
+    conn_name_attr = "salesforce_m2m_conn_id"
+    default_conn_name = "salesforce_m2m_default"
+    conn_type = "salesforce_m2m"
+    hook_name = "Salesforce (client credentials or JWT bearer, M2M)"
+
+    def __init__(
+        self,
+        salesforce_m2m_conn_id: str = default_conn_name,
+        *,
+        bulk_job_timeout_seconds: float = DEFAULT_BULK_JOB_TIMEOUT_SECONDS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        register_airflow_hooks()
+        self.salesforce_m2m_conn_id = salesforce_m2m_conn_id
+        self.bulk_job_timeout_seconds = bulk_job_timeout_seconds
+        self._settings: SalesforceSettings | None = None
+        self._provider: TokenProvider | None = None
+        self._session: requests.Session | None = None
+
+    # Connection and token
+
+    @property
+    def settings(self) -> SalesforceSettings:
+        if self._settings is None:
+            self._settings = SalesforceSettings.from_fields(self.connection_fields())
+        return self._settings
+
+    def token_provider(self) -> TokenProvider:
+        """Return the connection's token provider, built on first use; building it sends no request."""
+        if self._provider is None:
+            fields = self.connection_fields()
+            settings = self.settings
+            grant = _ExplainedGrant(build_salesforce_grant(fields, settings), settings.connection_id)
+            self._provider = TokenProvider(
+                grant,
+                connection_id=settings.connection_id,
+                endpoint=build_token_endpoint(fields),
+                # Salesforce's token response has no expires_in, so the org's session timeout decides.
+                default_lifetime=settings.session_lifetime,
+            )
+        return self._provider
+
+    def get_token(self, force: bool = False) -> AccessToken:
+        """Return a valid access token, from the cache or from a new grant."""
+        return self.token_provider().get_token(force=force)
+
+    def instance_url(self) -> str:
+        token = self.get_token()
+        url = token.extra.get("instance_url")
+        if not isinstance(url, str) or not url:
+            raise SalesforceApiError(
+                f"Connection {self.salesforce_m2m_conn_id!r}: the token response has no instance_url"
+            )
+        return url.rstrip("/")
+
+    def get_session(self) -> requests.Session:
+        """Return the session every call uses: it authenticates, re-grants on a rejected session and times out."""
+        if self._session is None:
+            settings = self.settings
+            session = TimeoutSession(settings.timeouts, verify=settings.verify)
+            session.auth = BearerAuth(self.token_provider(), is_token_rejected=is_session_rejected)
+            self._session = session
+        return self._session
+
+    def get_conn(self) -> Salesforce:
+        """Return a simple-salesforce client on the hook's authenticated session.
+
+        The client's own Authorization header is replaced on every request by the session's
+        current token, so the client keeps working after the hook renews the token.
+        """
+        from simple_salesforce import Salesforce
+
+        token = self.get_token()
+        return Salesforce(
+            instance_url=self.instance_url(),
+            session_id=token.access_token,
+            session=self.get_session(),
+            version=self.settings.api_version,
+            object_pairs_hook=dict,
+        )
+
+    # Plain REST
+
+    def _data_url(self, path: str) -> str:
+        if path.startswith("/services/"):
+            return f"{self.instance_url()}{path}"
+        return f"{self.instance_url()}/services/data/v{self.settings.api_version}/{path.lstrip('/')}"
+
+    def _request(self, method: str, path: str, *, ok: Sequence[int] = (200, 201, 204), **kwargs: Any) -> requests.Response:
+        response = self.get_session().request(method, self._data_url(path), **kwargs)
+        if response.status_code not in ok:
+            raise self._api_error(method, path, response)
+        return response
+
+    def _api_error(self, method: str, path: str, response: requests.Response) -> SalesforceApiError:
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = response.text[:300]
+        codes = _error_codes(body)
+        detail = _error_text(body) if codes else str(body)[:300]
+        return SalesforceApiError(
+            f"Connection {self.salesforce_m2m_conn_id!r}: Salesforce {method} {path.split('?')[0]} "
+            f"returned HTTP {response.status_code}: {detail}",
+            status_code=response.status_code,
+            error_codes=codes,
+        )
+
+    def query_all(self, soql: str) -> list[dict[str, Any]]:
+        """Run a SOQL query through the REST API and return every record of every page."""
+        records = [_strip_attributes(record) for record in self.get_conn().query_all_iter(soql)]
+        log.info("SOQL query on connection %r returned %d records", self.salesforce_m2m_conn_id, len(records))
+        return records
+
+    def describe(self, object_name: str) -> dict[str, Any]:
+        """Return the describe result of an object: its fields, types, picklist values and more."""
+        return self._request("GET", f"sobjects/{quote(object_name, safe='')}/describe").json()
+
+    # Bulk API 2.0 query
+
+    def bulk_query(self, soql: str) -> Iterator[dict[str, str]]:
+        """Run a SOQL query as a Bulk API 2.0 query job and yield every row of every result page.
+
+        Values are the CSV text Salesforce writes: an empty string for null, `true`/`false`,
+        ISO 8601 dates. Pages are fetched one at a time as the iterator is consumed.
+        """
+        job = self._request(
+            "POST",
+            "jobs/query",
+            json={"operation": "query", "query": soql, "contentType": "CSV", "columnDelimiter": "COMMA", "lineEnding": "LF"},
+        ).json()
+        job_id = job["id"]
+        log.info("Bulk API 2.0 query job %s started on connection %r", job_id, self.salesforce_m2m_conn_id)
+        self._wait_for_job("query", job_id)
+
+        locator: str | None = None
+        total = 0
+        while True:
+            params: dict[str, Any] = {"maxRecords": BULK_QUERY_PAGE_SIZE}
+            if locator:
+                params["locator"] = locator
+            response = self._request("GET", f"jobs/query/{job_id}/results", params=params)
+            # Salesforce sends CSV as UTF-8; without a charset requests would decode it as Latin-1.
+            response.encoding = "utf-8"
+            rows = _csv_rows(response.text)
+            total += len(rows)
+            yield from rows
+            locator = response.headers.get("Sforce-Locator")
+            if not locator or locator == "null":
+                break
+        log.info("Bulk API 2.0 query job %s returned %d rows", job_id, total)
+
+    def _wait_for_job(self, kind: str, job_id: str) -> dict[str, Any]:
+        """Poll a Bulk API 2.0 job until it completes; raise when it fails, aborts or times out."""
+        deadline = time.monotonic() + self.bulk_job_timeout_seconds
+        interval = POLL_FIRST_INTERVAL_SECONDS
+        while True:
+            job = self._request("GET", f"jobs/{kind}/{job_id}").json()
+            state = job.get("state")
+            if state == "JobComplete":
+                return job
+            if state in ("Failed", "Aborted"):
+                if kind == "ingest":
+                    # Records of a failed ingest job still have results; the caller reads them.
+                    return job
+                raise SalesforceApiError(
+                    f"Connection {self.salesforce_m2m_conn_id!r}: Bulk API 2.0 {kind} job {job_id} "
+                    f"ended {state}: {job.get('errorMessage') or 'no error message'}"
+                )
+            if time.monotonic() + interval > deadline:
+                raise SalesforceApiError(
+                    f"Connection {self.salesforce_m2m_conn_id!r}: Bulk API 2.0 {kind} job {job_id} is still "
+                    f"{state} after {self.bulk_job_timeout_seconds:.0f} s; raise bulk_job_timeout_seconds "
+                    "or check the job in Setup > Bulk Data Load Jobs"
+                )
+            log.debug("Bulk API 2.0 %s job %s is %s; next poll in %.1f s", kind, job_id, state, interval)
+            time.sleep(interval)
+            interval = min(interval * 2, POLL_MAX_INTERVAL_SECONDS)
+
+    # Upserts
+
+    def upsert_record(
+        self, object_name: str, external_id_field: str, value: str, fields: Mapping[str, Any]
+    ) -> RecordOutcome:
+        """Upsert one record by external id through the REST API and return its outcome.
+
+        A record Salesforce rejects (HTTP 400) is returned as a failed outcome; other HTTP
+        errors raise `SalesforceApiError`.
+        """
+        body = {name: json_value(item) for name, item in fields.items() if item is not None and name != external_id_field}
+        path = f"sobjects/{quote(object_name, safe='')}/{quote(external_id_field, safe='')}/{quote(str(value), safe='')}"
+        response = self._request("PATCH", path, json=body, ok=(200, 201, 204, 400))
+        if response.status_code == 400:
+            return RecordOutcome(str(value), "failed", None, _error_text(response.json()))
+        result = response.json() if response.content else {}
+        created = response.status_code == 201 or bool(result.get("created"))
+        return RecordOutcome(str(value), "created" if created else "updated", result.get("id"), None)
+
+    def upsert_records(
+        self,
+        object_name: str,
+        external_id_field: str,
+        records: list[dict[str, Any]],
+        *,
+        bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
+    ) -> list[RecordOutcome]:
+        """Upsert records by external id and return one outcome per input record, in input order.
+
+        Up to `bulk_threshold` records go through sObject Collections in requests of 200; more go
+        through Bulk API 2.0. In a record, the `NULL` sentinel sets a field to null and a None
+        value (or a missing key) leaves the field as it is. The outcomes' created, updated, failed
+        and unprocessed counts add up to `len(records)`.
+        """
+        outcomes: list[RecordOutcome | None] = [None] * len(records)
+        sendable: list[int] = []
+        for index, record in enumerate(records):
+            key = record.get(external_id_field)
+            if key is None or key is NULL or str(key) == "":
+                outcomes[index] = RecordOutcome(
+                    "", "failed", None, f"record has no value for the external id field {external_id_field}"
+                )
+            else:
+                sendable.append(index)
+
+        if len(sendable) <= bulk_threshold:
+            self._upsert_collections(object_name, external_id_field, records, sendable, outcomes)
+        else:
+            self._upsert_bulk(object_name, external_id_field, records, sendable, outcomes)
+
+        final = [outcome for outcome in outcomes if outcome is not None]
+        assert len(final) == len(records), "every input record must have exactly one outcome"
+        counts: dict[str, int] = defaultdict(int)
+        for outcome in final:
+            counts[outcome.status] += 1
+        log.info(
+            "Upserted %d %s records on connection %r: %d created, %d updated, %d failed, %d unprocessed",
+            len(records),
+            object_name,
+            self.salesforce_m2m_conn_id,
+            counts["created"],
+            counts["updated"],
+            counts["failed"],
+            counts["unprocessed"],
+        )
+        return final
+
+    def _upsert_collections(
+        self,
+        object_name: str,
+        external_id_field: str,
+        records: list[dict[str, Any]],
+        indexes: list[int],
+        outcomes: list[RecordOutcome | None],
+    ) -> None:
+        path = f"composite/sobjects/{quote(object_name, safe='')}/{quote(external_id_field, safe='')}"
+        for start in range(0, len(indexes), COLLECTIONS_BATCH_SIZE):
+            chunk = indexes[start : start + COLLECTIONS_BATCH_SIZE]
+            body_records = []
+            for index in chunk:
+                record = {"attributes": {"type": object_name}}
+                record.update({name: json_value(item) for name, item in records[index].items() if item is not None})
+                body_records.append(record)
+            # allOrNone false: each record succeeds or fails on its own, and the response lists
+            # one result per record in request order.
+            response = self._request("PATCH", path, json={"allOrNone": False, "records": body_records})
+            results = response.json()
+            if not isinstance(results, list) or len(results) != len(chunk):
+                raise SalesforceApiError(
+                    f"Connection {self.salesforce_m2m_conn_id!r}: sObject Collections upsert returned "
+                    f"{len(results) if isinstance(results, list) else 'no'} results for {len(chunk)} records"
+                )
+            for index, result in zip(chunk, results, strict=True):
+                key = str(records[index][external_id_field])
+                if result.get("success"):
+                    status = "created" if result.get("created") else "updated"
+                    outcomes[index] = RecordOutcome(key, status, result.get("id"), None)
+                else:
+                    outcomes[index] = RecordOutcome(key, "failed", result.get("id"), _error_text(result.get("errors")))
+
+    def _upsert_bulk(
+        self,
+        object_name: str,
+        external_id_field: str,
+        records: list[dict[str, Any]],
+        indexes: list[int],
+        outcomes: list[RecordOutcome | None],
+    ) -> None:
+        columns: dict[str, None] = {external_id_field: None}
+        for index in indexes:
+            columns.update(dict.fromkeys(records[index]))
+        header = list(columns)
+        for chunk in self._bulk_chunks(header, records, indexes):
+            self._run_ingest_job(object_name, external_id_field, header, records, chunk, outcomes)
+
+    def _bulk_chunks(self, header: list[str], records: list[dict[str, Any]], indexes: list[int]) -> Iterator[list[int]]:
+        """Split the records into groups whose CSV stays under the Bulk API 2.0 upload limit."""
+        chunk: list[int] = []
+        size = len(",".join(header)) + 1
+        for index in indexes:
+            row_size = sum(len(csv_value(records[index].get(name)).encode("utf-8")) + 3 for name in header) + 1
+            if chunk and size + row_size > MAX_BULK_UPLOAD_BYTES:
+                yield chunk
+                chunk, size = [], len(",".join(header)) + 1
+            chunk.append(index)
+            size += row_size
+        if chunk:
+            yield chunk
+
+    def _run_ingest_job(
+        self,
+        object_name: str,
+        external_id_field: str,
+        header: list[str],
+        records: list[dict[str, Any]],
+        chunk: list[int],
+        outcomes: list[RecordOutcome | None],
+    ) -> None:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(header)
+        for index in chunk:
+            writer.writerow([csv_value(records[index].get(name)) for name in header])
+
+        job = self._request(
+            "POST",
+            "jobs/ingest",
+            json={
+                "object": object_name,
+                "externalIdFieldName": external_id_field,
+                "contentType": "CSV",
+                "operation": "upsert",
+                "lineEnding": "LF",
+            },
+        ).json()
+        job_id = job["id"]
+        log.info("Bulk API 2.0 upsert job %s started for %d %s records", job_id, len(chunk), object_name)
+        self._request(
+            "PUT",
+            f"jobs/ingest/{job_id}/batches",
+            data=buffer.getvalue().encode("utf-8"),
+            headers={"Content-Type": "text/csv"},
+        )
+        self._request("PATCH", f"jobs/ingest/{job_id}", json={"state": "UploadComplete"})
+        job = self._wait_for_job("ingest", job_id)
+        if job.get("state") != "JobComplete":
+            log.warning(
+                "Bulk API 2.0 upsert job %s ended %s: %s; reading the records' results",
+                job_id,
+                job.get("state"),
+                job.get("errorMessage") or "no error message",
+            )
+        self._read_ingest_results(job_id, job, external_id_field, records, chunk, outcomes)
+
+    def _read_ingest_results(
+        self,
+        job_id: str,
+        job: Mapping[str, Any],
+        external_id_field: str,
+        records: list[dict[str, Any]],
+        chunk: list[int],
+        outcomes: list[RecordOutcome | None],
+    ) -> None:
+        """Map the job's successful, failed and unprocessed result rows back to the input records.
+
+        Rows are matched by the external id text as uploaded; a key uploaded twice is matched in
+        order. A record that is in no result file is counted as unprocessed.
+        """
+        pending: dict[str, deque[int]] = defaultdict(deque)
+        for index in chunk:
+            pending[csv_value(records[index][external_id_field])].append(index)
+
+        def take(row: Mapping[str, str]) -> int | None:
+            queue = pending.get(row.get(external_id_field, ""))
+            return queue.popleft() if queue else None
+
+        unmatched = 0
+        for kind in ("successfulResults", "failedResults", "unprocessedrecords"):
+            response = self._request("GET", f"jobs/ingest/{job_id}/{kind}")
+            response.encoding = "utf-8"
+            for row in _csv_rows(response.text):
+                index = take(row)
+                if index is None:
+                    unmatched += 1
+                    continue
+                key = str(records[index][external_id_field])
+                if kind == "successfulResults":
+                    created = row.get("sf__Created", "").lower() == "true"
+                    outcomes[index] = RecordOutcome(key, "created" if created else "updated", row.get("sf__Id") or None, None)
+                elif kind == "failedResults":
+                    outcomes[index] = RecordOutcome(key, "failed", row.get("sf__Id") or None, row.get("sf__Error") or "failed")
+                else:
+                    outcomes[index] = RecordOutcome(key, "unprocessed", None, f"job {job_id} ended before this record")
+
+        if unmatched:
+            log.warning("Bulk API 2.0 job %s returned %d result rows that match no uploaded record", job_id, unmatched)
+        missing = [index for index in chunk if outcomes[index] is None]
+        if missing:
+            log.warning("Bulk API 2.0 job %s has no result for %d records; counting them unprocessed", job_id, len(missing))
+        for index in missing:
+            outcomes[index] = RecordOutcome(
+                str(records[index][external_id_field]),
+                "unprocessed",
+                None,
+                f"job {job_id} ({job.get('state')}) returned no result for this record",
+            )
+
+    # Test button
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Grant a new token, list the org's REST resources, and report scope and lifetime."""
+        try:
+            token = self.get_token(force=True)
+            self._request("GET", "")
+        except Exception as err:  # the Test button shows any failure as text
+            return False, str(err)
+        return True, f"Connected to {self.instance_url()} with flow {self.settings.flow}; {describe_token(token)}"
