@@ -23,7 +23,7 @@ from airflow_provider_m2m.sandbox.salesforce import soql, values
 from airflow_provider_m2m.sandbox.salesforce.ids import JOB_PREFIX
 from airflow_provider_m2m.sandbox.salesforce.objects import FieldDef, ObjectDef
 from airflow_provider_m2m.sandbox.salesforce.oauth import Session
-from airflow_provider_m2m.sandbox.salesforce.rest import parse_json_body
+from airflow_provider_m2m.sandbox.salesforce.rest import json_response, parse_json_body
 from airflow_provider_m2m.sandbox.salesforce.store import SaveResult, Store, match_key
 from airflow_provider_m2m.sandbox.salesforce.values import RecordError
 
@@ -50,7 +50,7 @@ class BulkError(Exception):
         self.message = message
 
     def response(self) -> Response:
-        return Response.json(self.status, [{"errorCode": self.error_code, "message": self.message}])
+        return json_response(self.status, [{"errorCode": self.error_code, "message": self.message}])
 
 
 def _now() -> dt.datetime:
@@ -260,7 +260,7 @@ class BulkApi:
         with self.store.lock:
             self.ingest_jobs[job.id] = job
         log.info("Salesforce emulator: ingest job %s created (%s %s)", job.id, operation, object_def.name)
-        return Response.json(200, job.info(full=False))
+        return json_response(200, job.info(full=False))
 
     def _ingest_job(self, request: Request) -> IngestJob:
         job = self.ingest_jobs.get(request.params["job_id"])
@@ -285,12 +285,12 @@ class BulkApi:
     def get_ingest(self, request: Request, session: Session) -> Response:
         job = self._ingest_job(request)
         with self.store.lock:
-            return Response.json(200, job.info(full=True))
+            return json_response(200, job.info(full=True))
 
     def list_ingest(self, request: Request, session: Session) -> Response:
         with self.store.lock:
             records = [{**job.info(full=False), "jobType": "V2Ingest"} for job in self.ingest_jobs.values()]
-        return Response.json(200, {"done": True, "records": records, "nextRecordsUrl": None})
+        return json_response(200, {"done": True, "records": records, "nextRecordsUrl": None})
 
     def patch_ingest(self, request: Request, session: Session) -> Response:
         job = self._ingest_job(request)
@@ -307,7 +307,7 @@ class BulkApi:
                 job.set_state("Aborted")
             else:
                 raise BulkError(400, "INVALIDJOBSTATE", f"Invalid state: {state}")
-            return Response.json(200, job.info(full=False))
+            return json_response(200, job.info(full=False))
 
     def delete_ingest(self, request: Request, session: Session) -> Response:
         job = self._ingest_job(request)
@@ -502,7 +502,7 @@ class BulkApi:
         with self.store.lock:
             self.query_jobs[job.id] = job
         self._start_worker(self._process_query, job)
-        return Response.json(200, job.info(full=False))
+        return json_response(200, job.info(full=False))
 
     def _query_job(self, request: Request) -> QueryJob:
         job = self.query_jobs.get(request.params["job_id"])
@@ -531,12 +531,12 @@ class BulkApi:
     def get_query(self, request: Request, session: Session) -> Response:
         job = self._query_job(request)
         with self.store.lock:
-            return Response.json(200, job.info(full=True))
+            return json_response(200, job.info(full=True))
 
     def list_query(self, request: Request, session: Session) -> Response:
         with self.store.lock:
             records = [{**job.info(full=False), "jobType": "V2Query"} for job in self.query_jobs.values()]
-        return Response.json(200, {"done": True, "records": records, "nextRecordsUrl": None})
+        return json_response(200, {"done": True, "records": records, "nextRecordsUrl": None})
 
     def patch_query(self, request: Request, session: Session) -> Response:
         job = self._query_job(request)
@@ -547,7 +547,7 @@ class BulkApi:
             if job.state in FINAL_STATES:
                 raise BulkError(400, "INVALIDJOBSTATE", f"Job with id {job.id} is already {job.state}")
             job.set_state("Aborted")
-            return Response.json(200, job.info(full=False))
+            return json_response(200, job.info(full=False))
 
     def delete_query(self, request: Request, session: Session) -> Response:
         job = self._query_job(request)
