@@ -172,7 +172,11 @@ class SandboxServer:
         if tls is not None:
             self._httpd.ssl_context = tls.server_context()
             self.scheme = "https"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name=f"sandbox-{name}", daemon=True)
+        # `stop` waits up to one poll interval for serve_forever to notice the shutdown; the default 0.5 s
+        # adds up over a test suite that starts a server per test.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"sandbox-{name}", daemon=True
+        )
 
     @property
     def port(self) -> int:

@@ -312,7 +312,7 @@ class OAuthServer:
             if grant_type == CLIENT_CREDENTIALS:
                 if client is None:
                     # RFC 6749 section 4.4: the client credentials grant is for confidential clients only.
-                    raise OAuthError("invalid_client", "Client authentication is required.", status=401)
+                    raise _invalid_client("Client authentication is required.", challenge=True)
                 subject = client.client_id
             else:
                 client, subject = self._check_jwt_bearer_assertion(form, client)
@@ -359,12 +359,12 @@ class OAuthServer:
             return method, self._authenticate_post(form)
         return method, self._authenticate_private_key_jwt(form)
 
-    def _check_secret(self, client_id: str, secret: str, *, basic: bool) -> OAuthClient:
+    def _check_secret(self, client_id: str, secret: str, *, challenge: bool) -> OAuthClient:
         client = self._clients.get(client_id)
         # Compare against every valid secret in constant time, so timing tells nothing about which matched.
         matches = [hmac.compare_digest(secret.encode(), valid.encode()) for valid in (client.secrets if client else [])]
         if client is None or not any(matches):
-            raise _invalid_client("Client authentication failed.", basic=basic)
+            raise _invalid_client("Client authentication failed.", challenge=challenge)
         return client
 
     def _authenticate_basic(self, authorization: str, form: dict[str, str]) -> OAuthClient:
@@ -372,9 +372,9 @@ class OAuthServer:
         try:
             decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError) as err:
-            raise _invalid_client("The Basic credentials are not valid base64 of UTF-8 text.", basic=True) from err
+            raise _invalid_client("The Basic credentials are not valid base64 of UTF-8 text.", challenge=True) from err
         if ":" not in decoded:
-            raise _invalid_client("The Basic credentials have no ':' separator.", basic=True)
+            raise _invalid_client("The Basic credentials have no ':' separator.", challenge=True)
         raw_id, raw_secret = decoded.split(":", 1)
         # RFC 6749 section 2.3.1: the client id and secret are form-urlencoded before base64 encoding,
         # so they are decoded again here ('+' is a space, '%3A' a colon).
@@ -382,13 +382,13 @@ class OAuthServer:
         secret = unquote_plus(raw_secret)
         if "client_id" in form and form["client_id"] != client_id:
             raise OAuthError("invalid_request", "client_id in the body does not match the Basic credentials.")
-        return self._check_secret(client_id, secret, basic=True)
+        return self._check_secret(client_id, secret, challenge=True)
 
     def _authenticate_post(self, form: dict[str, str]) -> OAuthClient:
         client_id = form.get("client_id")
         if not client_id:
             raise OAuthError("invalid_request", "client_secret was sent without client_id.")
-        return self._check_secret(client_id, form["client_secret"], basic=False)
+        return self._check_secret(client_id, form["client_secret"], challenge=False)
 
     def _authenticate_private_key_jwt(self, form: dict[str, str]) -> OAuthClient:
         # RFC 7523 section 2.2 and section 3: the assertion authenticates the client at the token endpoint.
@@ -400,16 +400,16 @@ class OAuthServer:
         issuer = _unverified_claim(assertion, "iss", "invalid_client")
         client = self._clients.get(issuer) if isinstance(issuer, str) else None
         if client is None or client.public_key_pem is None:
-            raise _invalid_client("Unknown client or no public key registered for private_key_jwt.", basic=False)
+            raise _invalid_client("Unknown client or no public key registered for private_key_jwt.", challenge=False)
         if "client_id" in form and form["client_id"] != client.client_id:
             raise OAuthError("invalid_request", "client_id does not match the assertion's iss.")
         try:
             claims = self._verify_assertion(assertion, client, audiences=[self.token_url, self.issuer])
         except jwt.PyJWTError as err:
-            raise _invalid_client(f"Invalid client assertion: {err}.", basic=False) from err
+            raise _invalid_client(f"Invalid client assertion: {err}.", challenge=False) from err
         # RFC 7523 section 3: for client authentication, iss and sub are both the client id.
         if claims.get("sub") != client.client_id:
-            raise _invalid_client("The client assertion's sub must equal its iss (the client id).", basic=False)
+            raise _invalid_client("The client assertion's sub must equal its iss (the client id).", challenge=False)
         return client
 
     # -- assertions ---------------------------------------------------------------------------
@@ -510,8 +510,9 @@ class OAuthServer:
         return body
 
 
-def _invalid_client(description: str, *, basic: bool) -> OAuthError:
-    if basic:
+def _invalid_client(description: str, *, challenge: bool) -> OAuthError:
+    """Build an invalid_client error; `challenge` is for a client that used Basic or sent no credentials."""
+    if challenge:
         # RFC 6749 section 5.2: a client that tried the Authorization header gets 401 with WWW-Authenticate.
         return OAuthError(
             "invalid_client", description, status=401, headers={"WWW-Authenticate": 'Basic realm="m2m-sandbox"'}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,10 @@ class SnowflakeSandbox:
     host: str
     port: int
     protocol: str = "http"
+
+    def __iter__(self) -> Iterator[Any]:
+        """Unpack as `host, port = sandbox.snowflake`."""
+        return iter((self.host, self.port))
 
     def connect_kwargs(self, **overrides: Any) -> dict[str, Any]:
         """Keyword arguments for `snowflake.connector.connect` that reach this server."""
