@@ -98,7 +98,7 @@ def _text_source(field: FieldMapping) -> Converter:
                 value = str(value)
             else:
                 raise InvalidValue(f"{label}: expected text, got {_type_name(value)}")
-        text = _nfc(value)
+        text = value if value.isascii() else unicodedata.normalize("NFC", value)
         if "\x00" in text:
             # Salesforce text cannot contain NUL, and the plan uses it as its field separator.
             raise InvalidValue(f"{label}: text contains a NUL character, which Salesforce cannot store")
@@ -130,12 +130,18 @@ def _decimal_text(number: Decimal, quantum: Decimal | None) -> str:
     """Write a finite Decimal in plain notation, at the quantum's scale or without trailing zeros."""
     if quantum is None:
         number = number.normalize()
+        text = format(number, "f")
     else:
         number = number.quantize(quantum, rounding=ROUND_HALF_UP)
-    text = format(number, "f")
+        # str() is plain notation while the exponent is at least -6 (Python's decimal
+        # specification), and it is three times faster than format().
+        text = str(number) if quantum >= _SMALLEST_PLAIN_QUANTUM else format(number, "f")
     if text[0] == "-" and not number:
         return text[1:]  # -0.00 and 0.00 are the same value to Salesforce
     return text
+
+
+_SMALLEST_PLAIN_QUANTUM = Decimal("1e-6")
 
 
 def _to_decimal(value: Any, label: str) -> Decimal:
@@ -174,7 +180,7 @@ def _decimal_source(field: FieldMapping) -> Converter:
     def convert(value: Any) -> str:
         if value is None:
             return NULL_TEXT
-        number = _to_decimal(value, label)
+        number = value if type(value) is Decimal and value.is_finite() else _to_decimal(value, label)
         try:
             return _decimal_text(number, quantum)
         except InvalidOperation as err:
@@ -345,8 +351,14 @@ def _date_target(field: FieldMapping) -> Converter:
 
 
 def _datetime_text(moment: datetime) -> str:
-    utc = moment.astimezone(UTC)
-    return f"{utc.replace(microsecond=0, tzinfo=None).isoformat()}.000Z"
+    """Write an aware datetime in UTC, truncated to whole seconds, as Salesforce returns it."""
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # %-formatting is about twice as fast as isoformat() or strftime() here, and this runs per row.
+    return _DATETIME_FORMAT % (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
+
+
+_DATETIME_FORMAT = "%04d-%02d-%02dT%02d:%02d:%02d.000Z"
 
 
 def _datetime_source(field: FieldMapping) -> Converter:
@@ -360,6 +372,8 @@ def _datetime_source(field: FieldMapping) -> Converter:
                 value = datetime.fromisoformat(value.strip())
             except ValueError as err:
                 raise InvalidValue(f"{label}: {value!r} is not an ISO 8601 datetime") from err
+        if type(value) is datetime and value.tzinfo is UTC:
+            return _datetime_text(value)
         if not isinstance(value, datetime):
             raise InvalidValue(f"{label}: expected a datetime, got {_type_name(value)}")
         if value.tzinfo is None or value.utcoffset() is None:

@@ -10,15 +10,16 @@ rejected rows and the orphan keys.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
-from operator import itemgetter
+from operator import call, itemgetter
 from typing import Any
 
 from airflow_provider_m2m.reconcile.mapping import NULL, FieldMapping, Mapping, Null
 from airflow_provider_m2m.reconcile.normalize import (
     NULL_TEXT,
+    Converter,
     InvalidValue,
     source_converter,
     target_converter,
@@ -163,7 +164,13 @@ def _values_getter(names: list[str]) -> Callable[[MappingABC[str, Any]], tuple[A
 def _read_target(
     target_records: Iterable[MappingABC[str, Any]], mapping: Mapping, plan: Plan
 ) -> dict[str, str | None]:
-    """Index the target by key: key -> comparable forms joined by SEPARATOR."""
+    """Index the target by key: key -> field values joined by SEPARATOR.
+
+    Bulk API 2.0 query text is stored as it arrives, unconverted: Salesforce already writes most
+    values in their comparable form, so a source row that matches it exactly is unchanged, and only
+    a record that differs gets converted (in `_compare`). Records with values that are not text, as
+    REST returns them, are converted here.
+    """
     key_name = mapping.key.target
     convert_key = target_converter(mapping.key)
     fields = mapping.fields
@@ -189,9 +196,9 @@ def _read_target(
             plan.target_without_key += 1
             continue
         try:
-            packed = SEPARATOR.join([convert(value) for convert, value in zip(converters, values)])
-        except (ValueError, TypeError, ArithmeticError) as err:
-            raise TargetRecordError(_describe_target_error(key_name, key, fields, converters, values)) from err
+            packed = SEPARATOR.join(values)
+        except TypeError:
+            packed = SEPARATOR.join(_convert_target_values(key_name, key, fields, converters, values))
         if key in index:
             repeated.add(key)
         index[key] = packed
@@ -203,19 +210,20 @@ def _read_target(
     return index
 
 
-def _describe_target_error(
-    key_name: str, key: str, fields: tuple[FieldMapping, ...], converters: list, values: tuple
-) -> str:
-    """Name the first field of a target record whose value does not parse."""
+def _convert_target_values(
+    key_name: str, key: str, fields: tuple[FieldMapping, ...], converters: list[Converter], values: Sequence[Any]
+) -> list[str]:
+    """Convert the values of one target record; the error names the first field that does not parse."""
+    parts = []
     for mapped, convert, value in zip(fields, converters, values):
         try:
-            convert(value)
+            parts.append(convert(value))
         except (ValueError, TypeError, ArithmeticError) as err:
-            return (
+            raise TargetRecordError(
                 f"target record {key_name}={key}: {mapped.target} has {value!r}, which is not a valid "
-                f"{mapped.type.name} value ({err.__class__.__name__})"
-            )
-    return f"target record {key_name}={key}: a value does not parse"
+                f"{mapped.type.name} value"
+            ) from err
+    return parts
 
 
 _ABSENT = object()
@@ -238,6 +246,7 @@ def _stream_source(
     fields = mapping.fields
     targets = [f.target for f in fields]
     converters = [source_converter(f) for f in fields]
+    target_converters = [target_converter(f) for f in fields]
     read_values = _values_getter([f.source for f in fields])
 
     new_keys: set[str] = set()
@@ -262,9 +271,20 @@ def _stream_source(
             index[key] = None
 
         try:
-            parts = [convert(value) for convert, value in zip(converters, read_values(row))]
-        except KeyError:
-            parts = _convert_partial_row(row, fields, converters)
+            try:
+                values = read_values(row)
+            except KeyError:
+                parts = _convert_partial_row(row, fields, converters)
+            else:
+                if current is not _ABSENT:
+                    # The common case, an unchanged row, costs one join and one comparison.
+                    packed = SEPARATOR.join(map(call, converters, values))
+                    if packed == current:
+                        plan.unchanged += 1
+                        continue
+                    parts = packed.split(SEPARATOR) if fields else []
+                else:
+                    parts = list(map(call, converters, values))
         except InvalidValue as err:
             plan.rejected.append(Rejection(key, str(err)))
             continue
@@ -272,19 +292,38 @@ def _stream_source(
         if current is _ABSENT:
             plan.creates.append(_create_record(key_name, key, targets, parts))
             continue
-        if None not in parts and SEPARATOR.join(parts) == current:
-            plan.unchanged += 1
-            continue
-        update = _update_record(key_name, key, targets, parts, current.split(SEPARATOR))
+        current_parts = current.split(SEPARATOR) if fields else []
+        if len(current_parts) != len(parts):
+            # Checked here rather than for every target record: a NUL inside a target value adds a
+            # separator, so that record never equals a source row and always reaches this point.
+            raise TargetRecordError(
+                f"target record {key_name}={key}: a value contains a NUL character, "
+                "which Salesforce text cannot hold"
+            )
+        try:
+            update = _update_record(key_name, key, targets, parts, current_parts, target_converters)
+        except (ValueError, TypeError, ArithmeticError) as err:
+            raise TargetRecordError(_describe_target_error(key_name, key, fields, current_parts)) from err
         if len(update) > 1:
             plan.updates.append(update)
         else:
-            plan.unchanged += 1  # a partial row whose present fields all match
+            plan.unchanged += 1  # the target text differed only in form, or only absent fields differ
 
     plan.read_source = count
     if repeated:
         raise DuplicateKeyError("source", key_name, sorted(repeated))
     log.info("Compared %d source rows", count)
+
+
+def _describe_target_error(
+    key_name: str, key: str, fields: tuple[FieldMapping, ...], values: Sequence[Any]
+) -> str:
+    """Name the first field of a target record whose value does not parse."""
+    try:
+        _convert_target_values(key_name, key, fields, [target_converter(f) for f in fields], values)
+    except TargetRecordError as err:
+        return str(err)
+    return f"target record {key_name}={key}: a value does not parse"
 
 
 def _raw_key_text(raw_key: Any, row_number: int) -> str:
@@ -294,7 +333,7 @@ def _raw_key_text(raw_key: Any, row_number: int) -> str:
 
 
 def _convert_partial_row(
-    row: MappingABC[str, Any], fields: tuple[FieldMapping, ...], converters: list
+    row: MappingABC[str, Any], fields: tuple[FieldMapping, ...], converters: list[Converter]
 ) -> list[str | None]:
     """Convert a row that lacks some mapped columns; None marks an absent value."""
     parts: list[str | None] = []
@@ -321,10 +360,22 @@ def _create_record(key_name: str, key: str, targets: list[str], parts: list[str 
 
 
 def _update_record(
-    key_name: str, key: str, targets: list[str], parts: list[str | None], current: list[str]
+    key_name: str,
+    key: str,
+    targets: list[str],
+    parts: list[str | None],
+    current: list[str],
+    target_converters: list[Converter],
 ) -> Record:
+    """Return the key and the fields whose source value differs from the target's.
+
+    A target value that equals the source text is equal without conversion, because converting a
+    comparable form gives it back unchanged; only the other target values are converted.
+    """
     record: Record = {key_name: key}
-    for target, text, existing in zip(targets, parts, current):
-        if text is not None and text != existing:
+    for target, text, existing, convert in zip(targets, parts, current, target_converters):
+        if text is None or text == existing:
+            continue
+        if text != convert(existing):
             record[target] = _wire(text)
     return record
