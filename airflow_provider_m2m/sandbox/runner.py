@@ -86,7 +86,7 @@ class Sandbox:
         values += [line for line in self.private_key_pem.splitlines() if line and not line.startswith("-----")]
         values += self.oauth.issued_tokens
         if self.salesforce is not None:
-            values += self.salesforce.access_tokens()
+            values += self.salesforce.issued_tokens()
         return values
 
 
@@ -128,7 +128,10 @@ def _start_salesforce(
         allowed_usernames=[SALESFORCE_USERNAME],
     )
     emulator = SalesforceEmulator(None, session_timeout_seconds=session_timeout_seconds, clients=[app])
-    server = SandboxServer(emulator, sandbox.tls, name="salesforce").start()
+    server = SandboxServer(emulator, sandbox.tls, name="salesforce")
+    # The token response's instance_url is built from base_url, so set it before serving.
+    emulator.base_url = server.url
+    server.start()
     stack.callback(server.stop)
     sandbox.salesforce = emulator
     sandbox.salesforce_url = server.url

@@ -18,19 +18,18 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from airflow_provider_m2m.sandbox.salesforce.objects import COUNTRY_CODES
+from airflow_provider_m2m.sandbox.salesforce.objects import TIERS as PICKLIST_TIERS
+
 PROJECT_ID = "m2m-sandbox"
 DATASET_ID = "crm"
 TABLE_ID = "customer_accounts"
 TARGET_OBJECT = "Customer_Account__c"
 RUN_SUMMARY_OBJECT = "Reconciliation_Run__c"
 
-# ISO 3166-1 alpha-2 codes; the target's Country__c picklist has exactly these values.
-COUNTRIES = (
-    "US", "CA", "MX", "BR", "AR", "CL", "GB", "IE", "FR", "DE", "ES", "PT", "IT", "NL", "BE",
-    "CH", "AT", "PL", "CZ", "SE", "NO", "DK", "FI", "JP", "KR", "CN", "IN", "SG", "AU", "NZ",
-    "ZA", "NG", "EG", "AE", "TR",
-)  # fmt: skip
-TIERS = ("Bronze", "Silver", "Gold", "Platinum")
+# The target's restricted picklists define the allowed values, so the source draws from the same lists.
+COUNTRIES = COUNTRY_CODES
+TIERS = PICKLIST_TIERS
 
 NAME_MAX_LENGTH = 80  # Name is Text(80) on the target.
 NOTES_MAX_LENGTH = 255  # Notes__c is Text Area(255) on the target.
