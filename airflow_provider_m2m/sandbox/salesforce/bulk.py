@@ -338,6 +338,7 @@ class BulkApi:
         rows: list[list[str]] = []
         delimiter = DELIMITERS[job.column_delimiter]
         for text in job.uploads:
+            _check_line_ending(job.line_ending, text)
             reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
             parsed = [row for row in reader if row]
             if not parsed:
@@ -579,6 +580,19 @@ class BulkApi:
         response.headers["Sforce-Locator"] = locator
         response.headers["Sforce-NumberOfRecords"] = str(len(page))
         return response
+
+
+def _check_line_ending(line_ending: str, text: str) -> None:
+    """Reject data whose header row ends differently from the job's lineEnding, as Salesforce does.
+
+    Only the header row is checked, so a quoted value may still hold either kind of line break.
+    """
+    first_line, newline, _ = text.partition("\n")
+    if not newline:
+        return
+    ends_with_crlf = first_line.endswith("\r")
+    if ends_with_crlf != (line_ending == "CRLF"):
+        raise ValueError(f"ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is {line_ending}")
 
 
 def _encode_locator(offset: int) -> str:

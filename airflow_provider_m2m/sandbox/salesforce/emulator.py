@@ -7,6 +7,7 @@ per endpoint kind (the `kind` names in `_routes`), including rejected ones.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import Counter
@@ -19,7 +20,7 @@ from airflow_provider_m2m.sandbox.salesforce.bulk import BulkApi, BulkError
 from airflow_provider_m2m.sandbox.salesforce.ids import ORG_PREFIX, USER_PREFIX
 from airflow_provider_m2m.sandbox.salesforce.oauth import ConnectedApp, Session, Sessions, TokenEndpoint
 from airflow_provider_m2m.sandbox.salesforce.objects import DEFAULT_OBJECTS, ObjectDef
-from airflow_provider_m2m.sandbox.salesforce.rest import ApiError, RestApi
+from airflow_provider_m2m.sandbox.salesforce.rest import NOT_FOUND, ApiError, RestApi
 from airflow_provider_m2m.sandbox.salesforce.store import Record, Store
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,24 @@ log = logging.getLogger(__name__)
 INVALID_SESSION = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
 DEFAULT_SESSION_TIMEOUT_SECONDS = 7200
 
+# REST API versions the emulator serves: the newest is v62.0 (Winter '25), as the brief's client
+# pins; versions from 31.0 up answer the same resources here.
+API_VERSIONS = {"62.0": "Winter '25", "61.0": "Summer '24", "60.0": "Spring '24", "59.0": "Winter '24"}
+MIN_API_VERSION = 31.0
+MAX_API_VERSION = 62.0
+# Daily API request allocation reported in the Sforce-Limit-Info header.
+DAILY_API_REQUESTS = 15000
+
 ApiHandler = Callable[[Request, Session], Response]
+
+
+def _is_router_error(response: Response) -> bool:
+    """True for the router's unknown-path or wrong-method answer, a JSON object with `error`."""
+    try:
+        body = json.loads(response.body or b"null")
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("error") in ("not_found", "method_not_allowed")
 
 
 class SalesforceEmulator:
@@ -81,6 +99,7 @@ class SalesforceEmulator:
         data = "/services/data/v{version}"
         rest, bulk = self.rest, self.bulk
         self._router.add("POST", "/services/oauth2/token", self._token)
+        self._router.add("GET", "/services/data", self._versions)
         api_routes: list[tuple[str, str, str, ApiHandler]] = [
             ("GET", "/query", "query", rest.query),
             ("GET", "/query/{locator}", "query_more", rest.query_more),
@@ -114,7 +133,26 @@ class SalesforceEmulator:
             self._router.add(method, data + path, self._authenticated(kind, handler))
 
     def handle(self, request: Request) -> Response:
-        return self._router.handle(request)
+        response = self._router.handle(request)
+        if response.status in (404, 405) and _is_router_error(response):
+            # The router's own body for an unknown path or method is not Salesforce's.
+            return Response.json(404, [NOT_FOUND.to_api_error()])
+        return response
+
+    def _versions(self, request: Request) -> Response:
+        versions = [
+            {"label": label, "url": f"/services/data/v{version}", "version": version}
+            for version, label in sorted(API_VERSIONS.items(), key=lambda item: float(item[0]))
+        ]
+        return Response.json(200, versions)
+
+    @staticmethod
+    def _supported_version(version: str) -> bool:
+        try:
+            number = float(version)
+        except ValueError:
+            return False
+        return version.endswith(".0") and MIN_API_VERSION <= number <= MAX_API_VERSION
 
     def _token(self, request: Request) -> Response:
         with self.lock:
@@ -125,11 +163,19 @@ class SalesforceEmulator:
         def dispatch(request: Request) -> Response:
             session = self._session_for(request, kind)
             if session is None:
-                return Response(401, values.dumps(INVALID_SESSION).encode(), {"Content-Type": "application/json;charset=UTF-8", "WWW-Authenticate": "Token"})
-            try:
-                return handler(request, session)
-            except (ApiError, BulkError) as err:
-                return err.response()
+                headers = {"Content-Type": "application/json;charset=UTF-8", "WWW-Authenticate": "Token"}
+                return Response(401, values.dumps(INVALID_SESSION).encode(), headers)
+            if not self._supported_version(request.params["version"]):
+                response = ApiError(404, NOT_FOUND).response()
+            else:
+                try:
+                    response = handler(request, session)
+                except (ApiError, BulkError) as err:
+                    response = err.response()
+            with self.lock:
+                used = sum(count for name, count in self.api_calls.items() if name != "token")
+            response.headers["Sforce-Limit-Info"] = f"api-usage={used}/{DAILY_API_REQUESTS}"
+            return response
 
         return dispatch
 

@@ -49,8 +49,11 @@ class RecordError:
         return {"statusCode": self.status_code, "message": self.message, "fields": list(self.fields)}
 
     def to_api_error(self) -> dict[str, Any]:
-        """Form used in the body of a failed REST request: `message`, `errorCode`, `fields`."""
-        return {"message": self.message, "errorCode": self.status_code, "fields": list(self.fields)}
+        """Form used in the body of a failed REST request: `message`, `errorCode`, and `fields` when any."""
+        body: dict[str, Any] = {"message": self.message, "errorCode": self.status_code}
+        if self.fields:
+            body["fields"] = list(self.fields)
+        return body
 
     def to_bulk(self) -> str:
         """Form of the Bulk API `sf__Error` column: `CODE:message:Field1 Field2 --`."""

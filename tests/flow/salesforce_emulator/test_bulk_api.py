@@ -208,3 +208,22 @@ def test_bulk_query_headers(org: Org) -> None:
     assert second.headers["Sforce-NumberOfRecords"] == "1"
     assert second.headers["Sforce-Locator"] == "null"
     assert first.text.splitlines()[0] == '"Id","Name"'
+
+
+@pytest.mark.parametrize(("line_ending", "data", "expected_state"), [("LF", "Name\r\nA\r\n", "Failed"), ("CRLF", "Name\r\nA\r\n", "JobComplete"), ("CRLF", "Name\nA\n", "Failed")])
+def test_ingest_line_ending_must_match(org: Org, line_ending: str, data: str, expected_state: str) -> None:
+    api = org.api()
+    job = api.post(
+        org.data_url("jobs/ingest"),
+        json={"object": "Customer_Account__c", "operation": "insert", "lineEnding": line_ending},
+        timeout=HTTP_TIMEOUT,
+    ).json()
+    api.put(org.data_url(f"jobs/ingest/{job['id']}/batches"), data=data.encode(), timeout=HTTP_TIMEOUT)
+    api.patch(org.data_url(f"jobs/ingest/{job['id']}"), json={"state": "UploadComplete"}, timeout=HTTP_TIMEOUT)
+
+    org.emulator.wait_for_jobs()
+    info = api.get(org.data_url(f"jobs/ingest/{job['id']}"), timeout=HTTP_TIMEOUT).json()
+
+    assert info["state"] == expected_state
+    if expected_state == "Failed":
+        assert info["errorMessage"].startswith("ClientInputError : LineEnding is invalid on user data")

@@ -257,3 +257,25 @@ def test_timestamps_set_by_the_org(org: Org) -> None:
     assert record["LastModifiedDate"] == record["CreatedDate"]
     assert record["SystemModstamp"] == record["CreatedDate"]
     assert record["CreatedById"].startswith("005")
+
+
+def test_unknown_resource_answers_not_found(org: Org) -> None:
+    api = org.api()
+
+    unknown_object = api.get(org.data_url("sobjects/Bogus__c/describe"), timeout=10)
+    unknown_path = api.get(org.data_url("no/such/resource"), timeout=10)
+    old_version = api.get(f"{org.url}/services/data/v20.0/query", params={"q": "SELECT Id FROM Customer_Account__c"}, timeout=10)
+
+    for response in (unknown_object, unknown_path, old_version):
+        assert response.status_code == 404
+        assert response.json() == [{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}]
+
+
+def test_limit_info_header_reports_usage(org: Org) -> None:
+    sf = org.salesforce()
+
+    sf.query("SELECT Id FROM Customer_Account__c")
+    sf.query("SELECT Id FROM Customer_Account__c")
+
+    assert sf.api_usage["api-usage"].used == 2
+    assert sf.api_usage["api-usage"].total == 15000
