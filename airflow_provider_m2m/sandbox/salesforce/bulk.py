@@ -1,7 +1,7 @@
 """Bulk API 2.0: ingest jobs (`/jobs/ingest`) and query jobs (`/jobs/query`).
 
 A job is processed by a worker thread once its data is complete, so a client polls it through
-`UploadComplete` and `InProgress` to `JobComplete` or `Failed`. Request errors answer with
+`UploadComplete` and `InProgress` to `JobComplete` or `Failed`. Failed requests return
 `[{"errorCode", "message"}]`, as the Bulk API 2.0 does.
 """
 
@@ -236,6 +236,7 @@ class BulkApi:
         if object_def is None:
             raise BulkError(400, "INVALIDJOB", f"InvalidJob : Invalid object: {body.get('object')}")
         line_ending, delimiter = self._job_options(body)
+
         external_field = None
         if operation == "upsert":
             name = body.get("externalIdFieldName")
@@ -246,6 +247,7 @@ class BulkApi:
             if external_field is None or not (external_field.external_id or external_field.name == "Id"):
                 message = f"InvalidJob : Field name provided, {name} is not an External ID or indexed field for {object_def.name}"
                 raise BulkError(400, "INVALIDJOB", message)
+
         job = IngestJob(
             id=self.store.ids.new_id(JOB_PREFIX),
             operation=operation,

@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 INVALID_SESSION = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
 DEFAULT_SESSION_TIMEOUT_SECONDS = 7200
 
-# REST API versions the emulator serves: the newest is v62.0 (Winter '25), as the brief's client
-# pins; versions from 31.0 up answer the same resources here.
+# REST API versions listed by `/services/data`. Requests to any version from 31.0 to 62.0
+# (Winter '25) get the same resources; other versions get 404.
 API_VERSIONS = {"62.0": "Winter '25", "61.0": "Summer '24", "60.0": "Spring '24", "59.0": "Winter '24"}
 MIN_API_VERSION = 31.0
 MAX_API_VERSION = 62.0
@@ -40,7 +40,7 @@ ApiHandler = Callable[[Request, Session], Response]
 
 
 def _is_router_error(response: Response) -> bool:
-    """True for the router's unknown-path or wrong-method answer, a JSON object with `error`."""
+    """Tell whether a response is the router's unknown-path or wrong-method error, a JSON object with `error`."""
     try:
         body = json.loads(response.body or b"null")
     except ValueError:
@@ -163,14 +163,17 @@ class SalesforceEmulator:
         def dispatch(request: Request) -> Response:
             session = self._session_for(request, kind)
             if session is None:
+                log.info("Salesforce emulator: %s request rejected: session expired or invalid", kind)
                 headers = {"Content-Type": "application/json;charset=UTF-8", "WWW-Authenticate": "Token"}
                 return Response(401, values.dumps(INVALID_SESSION).encode(), headers)
             if not self._supported_version(request.params["version"]):
+                log.info("Salesforce emulator: %s request for unsupported API version %s", kind, request.params["version"])
                 response = ApiError(404, NOT_FOUND).response()
             else:
                 try:
                     response = handler(request, session)
                 except (ApiError, BulkError) as err:
+                    log.info("Salesforce emulator: %s request failed with HTTP %d: %s", kind, err.status, err)
                     response = err.response()
             with self.lock:
                 used = sum(count for name, count in self.api_calls.items() if name != "token")
@@ -222,13 +225,13 @@ class SalesforceEmulator:
                     changes[field_def] = values.read_value(field_def, raw)
                 if not enforce_unique:
                     unique_names = {field_def.name for field_def in object_def.unique_fields}
-                    held = {field_def: value for field_def, value in changes.items() if field_def.name in unique_names}
+                    unique_values = {field_def: value for field_def, value in changes.items() if field_def.name in unique_names}
                     changes = {field_def: value for field_def, value in changes.items() if field_def.name not in unique_names}
                 result = self.store.create(object_def, changes, user_id=user_id)
                 if not result.success:
                     raise ValueError(f"record {position}: " + "; ".join(error.to_bulk() for error in result.errors))
-                if not enforce_unique and held:
-                    self._force_values(object_def, result.id or "", held)
+                if not enforce_unique and unique_values:
+                    self._force_values(object_def, result.id or "", unique_values)
                 ids.append(result.id or "")
         return ids
 
@@ -242,7 +245,7 @@ class SalesforceEmulator:
         return self.store.copies(self._object(object_name))
 
     def issued_tokens(self) -> list[str]:
-        """Every access token issued so far, live or expired (for secret leak scans)."""
+        """Return every access token issued so far, live or expired, for secret leak scans."""
         return self.sessions.tokens()
 
     # -- fault hooks for tests --------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """The token endpoint `/services/oauth2/token` and the sessions its access tokens open.
 
-Two grants, as a Salesforce connected app offers them for server-to-server use: client
-credentials (RFC 6749 section 4.4, run as the app's execution user) and the JWT bearer grant
-(RFC 7523, assertion signed with the key of the certificate uploaded to the app). Error bodies
-use Salesforce's `error` / `error_description` texts, with HTTP 400.
+It serves the two grants a Salesforce connected app offers for server-to-server use. The client
+credentials grant (RFC 6749 section 4.4) runs as the app's execution user. The JWT bearer grant
+(RFC 7523) takes an assertion signed with the key of the certificate uploaded to the app. Error
+bodies use Salesforce's `error` / `error_description` texts, with HTTP 400.
 """
 
 from __future__ import annotations

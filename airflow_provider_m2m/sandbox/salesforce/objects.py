@@ -111,7 +111,7 @@ class ObjectDef:
 
 
 def _system_fields(name_label: str) -> tuple[FieldDef, ...]:
-    """The fields Salesforce adds to every custom object; Name is a required Text(80)."""
+    """Build the fields Salesforce adds to every custom object, where Name is a required Text(80)."""
     read_only = {"createable": False, "updateable": False, "custom": False}
     return (
         FieldDef("Id", "Record ID", ID, length=18, **read_only),

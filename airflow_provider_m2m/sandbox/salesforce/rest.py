@@ -1,7 +1,7 @@
 """REST API resources under `/services/data/vXX.X/`: query, describe, sObject rows, upsert by
 external id and sObject Collections.
 
-Failed requests answer with Salesforce's error list, `[{"message", "errorCode", "fields"}]`.
+Failed requests return Salesforce's error list, `[{"message", "errorCode", "fields"}]`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from airflow_provider_m2m.sandbox.salesforce.oauth import Session
 from airflow_provider_m2m.sandbox.salesforce.store import ROLLED_BACK, Record, SaveResult, Store, UndoLog, match_key
 from airflow_provider_m2m.sandbox.salesforce.values import RecordError
 
-# A query answers at most this many records per page, the REST API's default batch size.
+# A query returns at most this many records per page, the REST API's default batch size.
 QUERY_PAGE_SIZE = 2000
 MIN_QUERY_PAGE_SIZE = 200
 # sObject Collections accept at most this many records per request.
@@ -130,18 +130,22 @@ class RestApi:
         if query.is_count:
             return json_response(200, {"totalSize": total, "done": True, "records": []})
         cursor = _Cursor(query.object_def, rows, self._page_size(request), total, request.params["version"])
-        return json_response(200, self._page(cursor, 0))
+        with self.store.lock:
+            page = self._page(cursor, 0)
+        return json_response(200, page)
 
     def query_more(self, request: Request, session: Session) -> Response:
         key, _, offset_text = request.params["locator"].rpartition("-")
-        cursor = self._cursors.get(key)
-        if cursor is None or not offset_text.isdigit():
-            raise ApiError(400, RecordError("INVALID_QUERY_LOCATOR", "invalid query locator"))
-        return json_response(200, self._page(cursor, int(offset_text)))
+        with self.store.lock:
+            cursor = self._cursors.get(key)
+            if cursor is None or not offset_text.isdigit():
+                raise ApiError(400, RecordError("INVALID_QUERY_LOCATOR", "invalid query locator"))
+            page = self._page(cursor, int(offset_text))
+        return json_response(200, page)
 
     @staticmethod
     def _page_size(request: Request) -> int:
-        # Sforce-Query-Options: batchSize=N asks for smaller or larger pages, within 200..2000.
+        # The header `Sforce-Query-Options: batchSize=N` sets the page size, within 200..2000.
         options = request.headers.get("Sforce-Query-Options", "")
         for option in options.split(","):
             name, _, value = option.strip().partition("=")
@@ -150,6 +154,7 @@ class RestApi:
         return QUERY_PAGE_SIZE
 
     def _page(self, cursor: _Cursor, offset: int) -> dict[str, Any]:
+        """Build one page of query results; call with the store lock held."""
         page = cursor.rows[offset : offset + cursor.page_size]
         next_offset = offset + len(page)
         body: dict[str, Any] = {"totalSize": cursor.total_size, "done": next_offset >= len(cursor.rows)}
@@ -300,7 +305,7 @@ class RestApi:
             return self._multiple_matches(request, object_def, result.matched_ids)
         if not result.success:
             raise self.save_errors(result)
-        # API v46.0 and later answer an upsert with a save result, 201 when it created the record.
+        # API v46.0 and later return a save result for an upsert, with 201 when it created the record.
         return json_response(201 if result.created else 200, result.to_result(with_created=True))
 
     def _upsert_by_id(self, object_def: ObjectDef, record_id: str, changes: dict[FieldDef, Any], session: Session) -> SaveResult:

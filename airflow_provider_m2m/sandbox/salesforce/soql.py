@@ -3,8 +3,8 @@
 Supported: `SELECT` a field list or `COUNT()`, `FROM` one object, `WHERE` with `=`, `!=`, `<>`,
 `<`, `<=`, `>`, `>=`, `LIKE`, `IN`, `NOT IN`, `AND`, `OR`, `NOT`, parentheses and `null`,
 `ORDER BY` fields with `ASC`/`DESC` and `NULLS FIRST`/`NULLS LAST`, `LIMIT` and `OFFSET`.
-Not supported: relationship fields, aggregate functions other than `COUNT()`, `GROUP BY`, and date
-literals such as `TODAY`; those raise SoqlError with `MALFORMED_QUERY`, as an unknown construct would.
+Relationship fields, aggregate functions other than `COUNT()`, `GROUP BY` and date literals such
+as `TODAY` are not supported. They raise SoqlError with `MALFORMED_QUERY` or `INVALID_FIELD`.
 """
 
 from __future__ import annotations
@@ -146,6 +146,7 @@ class _Parser:
 
     def parse(self) -> Query:
         self.expect_word("SELECT")
+
         select_start = self.position
         while not self.at_word("FROM"):
             if self.peek() is None:
@@ -153,6 +154,7 @@ class _Parser:
             self.position += 1
         select_tokens = self.tokens[select_start : self.position]
         self.expect_word("FROM")
+
         object_token = self.take()
         object_def = self.store.object_def(object_token.text) if object_token.kind == "word" else None
         if object_def is None:
@@ -164,6 +166,7 @@ class _Parser:
         self.object_def = object_def
         query = Query(object_def=object_def, fields=[])
         self._parse_select(select_tokens, query)
+
         if self.at_word("WHERE"):
             self.take()
             query.where = self._parse_or()
@@ -269,6 +272,7 @@ class _Parser:
             if pattern.kind != "string":
                 raise SoqlError("MALFORMED_QUERY", "LIKE needs a quoted string pattern")
             return Comparison(field_def, "LIKE", _like_regex(pattern.value))
+
         operator_token = self.take()
         if operator_token.kind != "op":
             raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{operator_token.text}', expected an operator")
@@ -306,12 +310,12 @@ class _Parser:
                 return token.value
         except (ValueError, values.ValueTypeError) as err:
             raise SoqlError("MALFORMED_QUERY", f"invalid value '{token.text}' for field {field_def.name}") from err
-        raise SoqlError(
-            "INVALID_FIELD",
-            f"value of filter criterion for field '{field_def.name}' must be of type {field_def.type} "
-            "and should not be enclosed in quotes" if token.kind == "string" else
-            f"value of filter criterion for field '{field_def.name}' must be of type {field_def.type}, found {token.text}",
-        )
+        message = f"value of filter criterion for field '{field_def.name}' must be of type {field_def.type}"
+        if token.kind == "string":
+            message += " and should not be enclosed in quotes"
+        else:
+            message += f", found {token.text}"
+        raise SoqlError("INVALID_FIELD", message)
 
     def _parse_order_by(self) -> list[OrderItem]:
         items = []
@@ -347,7 +351,12 @@ def _like_regex(pattern: str) -> re.Pattern[str]:
             parts.append(re.escape(pattern[index + 1]))
             index += 2
             continue
-        parts.append(".*" if char == "%" else "." if char == "_" else re.escape(char))
+        if char == "%":
+            parts.append(".*")
+        elif char == "_":
+            parts.append(".")
+        else:
+            parts.append(re.escape(char))
         index += 1
     return re.compile("^" + "".join(parts) + "$", re.IGNORECASE | re.DOTALL)
 
@@ -380,8 +389,13 @@ def _matches(condition: Any, record: Record) -> bool:
         found = _comparable(value) in [_comparable(item) for item in operand]
         return found if operator == "IN" else not found
     if operand is None or value is None:
-        equal = operand is None and value is None
-        return equal if operator == "=" else not equal if operator == "!=" else False
+        both_null = operand is None and value is None
+        if operator == "=":
+            return both_null
+        if operator == "!=":
+            return not both_null
+        # A range comparison with null is never true.
+        return False
     left, right = _comparable(value), _comparable(operand)
     return {
         "=": left == right,

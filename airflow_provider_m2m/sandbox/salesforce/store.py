@@ -103,11 +103,11 @@ class Store:
     # -- reads ------------------------------------------------------------------------------------
 
     def rows(self, object_def: ObjectDef) -> list[Record]:
-        """The live records of an object in insertion order; call with the lock held, do not change them."""
+        """Return the live records of an object in insertion order; call with the lock held and do not change them."""
         return list(self._records[object_def.name].values())
 
     def get(self, object_def: ObjectDef, record_id: str) -> Record | None:
-        """The live record with this 15- or 18-character id, or None."""
+        """Return the live record with this 15- or 18-character id, or None."""
         if not is_valid_id(record_id):
             return None
         return self._records[object_def.name].get(to_18(record_id))

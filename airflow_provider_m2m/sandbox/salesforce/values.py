@@ -69,13 +69,13 @@ class ValueTypeError(ValueError):
         self.value = value
 
     def bulk_error(self, column: int) -> RecordError:
-        """The Bulk API error for this cell; `column` is the 1-based CSV column."""
+        """Build the Bulk API error for this cell; `column` is the 1-based CSV column."""
         soap_type = objects.SOAP_TYPES[self.field_def.type]
         message = f"Failed to deserialize field at col {column}. Due to, '{self.value}' is not a valid value for the type {soap_type}"
         return RecordError("INVALID_FIELD", message, (self.field_def.name,))
 
     def rest_error(self) -> RecordError:
-        """The REST API error: the JSON body cannot be deserialised, so the whole request fails."""
+        """Build the REST API error, which fails the whole request because its JSON body cannot be read."""
         java_type = {"xsd:double": "double", "xsd:boolean": "boolean", "xsd:date": "date", "xsd:dateTime": "datetime"}
         type_name = java_type.get(objects.SOAP_TYPES[self.field_def.type], "string")
         message = (
@@ -212,8 +212,8 @@ def validate_value(field_def: FieldDef, value: Any) -> tuple[Any, RecordError | 
     if not isinstance(value, str):
         return value, None
     if field_def.length and len(value) > field_def.length:
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        message = f"{field_def.label}: data value too large: {shown} (max length={field_def.length})"
+        excerpt = value if len(value) <= 40 else value[:37] + "..."
+        message = f"{field_def.label}: data value too large: {excerpt} (max length={field_def.length})"
         return value, RecordError("STRING_TOO_LONG", message, (field_def.name,))
     if field_def.type == objects.PICKLIST and field_def.restricted_picklist and value not in field_def.picklist_values:
         message = f"{field_def.label}: bad value for restricted picklist field: {value}"
