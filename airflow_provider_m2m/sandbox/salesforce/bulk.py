@@ -374,6 +374,11 @@ class BulkApi:
         time.sleep(QUEUE_DELAY_SECONDS)
         with self.store.lock:
             if job.state != "UploadComplete":
+                # Aborted before processing: every uploaded row stays unprocessed.
+                try:
+                    job.unprocessed = self._parse_uploads(job)
+                except ValueError:
+                    job.unprocessed = []
                 return
             job.set_state("InProgress")
             job.started = time.monotonic()

@@ -227,3 +227,21 @@ def test_ingest_line_ending_must_match(org: Org, line_ending: str, data: str, ex
     assert info["state"] == expected_state
     if expected_state == "Failed":
         assert info["errorMessage"].startswith("ClientInputError : LineEnding is invalid on user data")
+
+
+def test_aborted_job_leaves_rows_unprocessed(org: Org) -> None:
+    api = org.api()
+    org.emulator.set_processing_delay(0.5)
+    job = api.post(org.data_url("jobs/ingest"), json={"object": "Customer_Account__c", "operation": "insert"}, timeout=HTTP_TIMEOUT).json()
+    api.put(org.data_url(f"jobs/ingest/{job['id']}/batches"), data=b"Name\nA\nB\n", timeout=HTTP_TIMEOUT)
+    api.patch(org.data_url(f"jobs/ingest/{job['id']}"), json={"state": "UploadComplete"}, timeout=HTTP_TIMEOUT)
+
+    aborted = api.patch(org.data_url(f"jobs/ingest/{job['id']}"), json={"state": "Aborted"}, timeout=HTTP_TIMEOUT).json()
+    org.emulator.wait_for_jobs()
+    info = api.get(org.data_url(f"jobs/ingest/{job['id']}"), timeout=HTTP_TIMEOUT).json()
+    unprocessed = api.get(org.data_url(f"jobs/ingest/{job['id']}/unprocessedrecords/"), timeout=HTTP_TIMEOUT).text
+
+    assert aborted["state"] == "Aborted"
+    assert info["state"] == "Aborted"
+    assert _rows(unprocessed) == [{"Name": "A"}, {"Name": "B"}]
+    assert org.emulator.records("Customer_Account__c") == []

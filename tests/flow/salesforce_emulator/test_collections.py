@@ -91,3 +91,24 @@ def test_upsert_with_two_matching_records_answers_300(org: Org) -> None:
     assert response.status_code == 300
     assert response.json() == [f"/services/data/v62.0/sobjects/Customer_Account__c/{record_id}" for record_id in ids]
     assert bulk_style[0]["errors"][0]["statusCode"] == "DUPLICATE_EXTERNAL_ID"
+
+
+def test_concurrent_upserts_create_each_key_once(org: Org) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    token = org.client_credentials_token()
+    keys = [f"ACC-{number}" for number in range(40)]
+
+    def upsert_all(worker: int) -> list[int]:
+        api = org.api(token)
+        return [
+            api.patch(org.data_url(f"sobjects/Customer_Account__c/External_Id__c/{key}"), json={"Name": f"w{worker}"}, timeout=10).status_code
+            for key in keys
+        ]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = [status for result in pool.map(upsert_all, range(4)) for status in result]
+
+    assert statuses.count(201) == len(keys)
+    assert statuses.count(200) == 3 * len(keys)
+    assert sorted(record["External_Id__c"] for record in org.emulator.records("Customer_Account__c")) == sorted(keys)
