@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from airflow_provider_m2m.auth.cache import TokenCache, default_node_cache
 from airflow_provider_m2m.auth.endpoint import TokenEndpoint
 from airflow_provider_m2m.auth.keys import load_private_key
 from airflow_provider_m2m.auth.masking import mask_secret, register_secret_masker
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Fields of the Connection model itself; every other field is a key of its `extra` JSON.
+# Fields of the Connection model itself. A hook names the ones it reads; every other field name,
+# including a standard name the hook does not read, is a key of the `extra` JSON.
 STANDARD_FIELDS = frozenset({"host", "login", "password", "schema", "port"})
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -112,9 +114,15 @@ class ConnectionFields:
     form stores empty inputs that way.
     """
 
-    def __init__(self, connection: Connection, conn_type: str) -> None:
+    def __init__(
+        self, connection: Connection, conn_type: str, standard_fields: Iterable[str] = ("host", "login", "password")
+    ) -> None:
         self.connection_id: str = connection.conn_id
         self.conn_type = conn_type
+        self.standard_fields = frozenset(standard_fields)
+        unknown = self.standard_fields - STANDARD_FIELDS
+        if unknown:
+            raise ValueError(f"not standard connection fields: {', '.join(sorted(unknown))}")
         self._connection = connection
         self._extra = self._parse_extra(connection)
         if connection.conn_type and connection.conn_type != conn_type:
@@ -148,7 +156,7 @@ class ConnectionFields:
 
     def raw(self, field: str) -> Any:
         """Return the field's value as stored, or None when it is not set or empty."""
-        if field in STANDARD_FIELDS:
+        if field in self.standard_fields:
             value = getattr(self._connection, field, None)
         else:
             value = self._extra.get(field)
@@ -345,10 +353,12 @@ class ConnectionFields:
 
 
 class TimeoutSession(requests.Session):
-    """A `requests.Session` that applies a default timeout to requests sent without one.
+    """A `requests.Session` that applies the connection's timeouts and CA bundle to every request.
 
-    simple-salesforce and google-auth's `AuthorizedSession` send through a session they are given
-    but pass no timeout of their own, so the default lives here.
+    simple-salesforce and google-auth send through a session they are given but pass no timeout,
+    so the default lives here. `verify` is passed with each request because requests lets the
+    REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE variables override a session's `verify` attribute, and
+    a worker with those set would then reject a private CA that the connection names.
     """
 
     def __init__(self, timeouts: Timeouts, verify: bool | str = True) -> None:
@@ -359,6 +369,8 @@ class TimeoutSession(requests.Session):
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.default_timeout
+        if kwargs.get("verify") is None:
+            kwargs["verify"] = self.verify
         return super().request(method, url, *args, **kwargs)
 
 
@@ -371,14 +383,55 @@ class M2MConnectionMixin:
 
     conn_name_attr: str
     conn_type: str
+    # Standard Connection fields the hook reads; other names are read from `extra`.
+    standard_fields: tuple[str, ...] = ("host", "login", "password")
     _fields: ConnectionFields | None = None
 
     def connection_fields(self) -> ConnectionFields:
         if self._fields is None:
             conn_id = getattr(self, self.conn_name_attr)
             connection = self.get_connection(conn_id)  # type: ignore[attr-defined]
-            self._fields = ConnectionFields(connection, self.conn_type)
+            self._fields = ConnectionFields(connection, self.conn_type, self.standard_fields)
         return self._fields
+
+
+# Argument names that start the auth package's ValueError messages, and the connection field each
+# hook fills that argument from.
+ARGUMENT_FIELDS = {
+    "client_id": "login",
+    "client_secret": "password",
+    "private_key": "private_key",
+    "algorithm": "signing_algorithm",
+    "key_id": "key_id",
+    "extra_params": "token_params",
+    "resource": "resource",
+    "token_url": "token_url",
+    "issuer": "login",
+    "subject": "username",
+    "audience": "audience",
+}
+
+
+def argument_error(fields: ConnectionFields, err: ValueError, overrides: Mapping[str, str] | None = None) -> ConnectionFieldError:
+    """Turn a ValueError from an auth package constructor into an error naming the connection field.
+
+    Those messages start with the argument name and contain no secret values.
+    """
+    argument = str(err).split(" ", 1)[0]
+    field = {**ARGUMENT_FIELDS, **(overrides or {})}.get(argument, "extra")
+    return fields.error(field, str(err))
+
+
+def node_token_cache() -> TokenCache:
+    """Return the node-wide token cache, encrypted with Airflow's `[core] fernet_key` when one is set."""
+    fernet_key = None
+    try:
+        from airflow.sdk.configuration import conf
+
+        fernet_key = conf.get("core", "fernet_key", fallback=None) or None
+    except Exception:  # no readable Airflow configuration: the cache falls back to $AIRFLOW__CORE__FERNET_KEY
+        log.debug("Airflow's fernet_key is not readable; the token cache uses the environment", exc_info=True)
+    return default_node_cache(fernet_key)
 
 
 def build_token_endpoint(fields: ConnectionFields) -> TokenEndpoint:

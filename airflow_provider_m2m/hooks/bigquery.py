@@ -43,6 +43,7 @@ from airflow_provider_m2m.hooks._connection import (
     TimeoutSession,
     Timeouts,
     build_token_endpoint,
+    node_token_cache,
     register_airflow_hooks,
 )
 
@@ -488,6 +489,7 @@ class BigQueryM2MHook(M2MConnectionMixin, BaseHook):
     default_conn_name = "bigquery_m2m_default"
     conn_type = "bigquery_m2m"
     hook_name = "Google BigQuery (service account, M2M)"
+    standard_fields = ()
 
     def __init__(
         self,
@@ -531,7 +533,7 @@ class BigQueryM2MHook(M2MConnectionMixin, BaseHook):
                 scopes=settings.scopes,
             )
             self._provider = TokenProvider(
-                grant, connection_id=settings.connection_id, endpoint=build_token_endpoint(self.connection_fields())
+                grant, connection_id=settings.connection_id, endpoint=build_token_endpoint(self.connection_fields()), cache=node_token_cache()
             )
         return self._provider
 

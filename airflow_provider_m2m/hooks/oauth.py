@@ -25,10 +25,12 @@ from airflow_provider_m2m.auth.errors import KeyLoadError
 from airflow_provider_m2m.hooks._connection import (
     ConnectionFieldError,
     ConnectionFields,
+    argument_error,
     M2MConnectionMixin,
     TimeoutSession,
     Timeouts,
     build_token_endpoint,
+    node_token_cache,
     describe_token,
     register_airflow_hooks,
 )
@@ -36,24 +38,6 @@ from airflow_provider_m2m.hooks._connection import (
 log = logging.getLogger(__name__)
 
 CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
-
-# Argument names in the auth package's ValueError messages, and the connection field each comes from.
-_ARGUMENT_FIELDS = {
-    "client_id": "login",
-    "client_secret": "password",
-    "private_key": "private_key",
-    "algorithm": "signing_algorithm",
-    "key_id": "key_id",
-    "extra_params": "token_params",
-    "resource": "resource",
-    "token_url": "token_url",
-}
-
-
-def _field_for_value_error(err: ValueError) -> str:
-    first_word = str(err).split(" ", 1)[0]
-    return _ARGUMENT_FIELDS.get(first_word, "extra")
-
 
 class BaseUrlSession(TimeoutSession):
     """A session that resolves relative URLs against the API base URL of the connection."""
@@ -83,6 +67,7 @@ class OAuthM2MHook(M2MConnectionMixin, BaseHook):
     default_conn_name = "oauth_m2m_default"
     conn_type = "oauth_m2m"
     hook_name = "OAuth 2.0 client credentials (M2M)"
+    standard_fields = ("login", "password")
 
     def __init__(self, oauth_m2m_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -163,9 +148,9 @@ class OAuthM2MHook(M2MConnectionMixin, BaseHook):
             raise
         except ValueError as err:
             # The auth package validates arguments when built; name the connection field they came from.
-            raise fields.error(_field_for_value_error(err), str(err)) from None
+            raise argument_error(fields, err) from None
         self._provider = TokenProvider(
-            grant, connection_id=fields.connection_id, endpoint=build_token_endpoint(fields), fallback_grant=fallback
+            grant, connection_id=fields.connection_id, endpoint=build_token_endpoint(fields), cache=node_token_cache(), fallback_grant=fallback
         )
         return self._provider
 

@@ -32,13 +32,16 @@ from airflow_provider_m2m.auth import (
     JwtBearerGrant,
     TokenProvider,
 )
-from airflow_provider_m2m.auth.errors import OAuthError
+from airflow_provider_m2m.auth.errors import KeyLoadError, OAuthError
 from airflow_provider_m2m.hooks._connection import (
+    ConnectionFieldError,
     ConnectionFields,
+    argument_error,
     M2MConnectionMixin,
     TimeoutSession,
     Timeouts,
     build_token_endpoint,
+    node_token_cache,
     describe_token,
     register_airflow_hooks,
 )
@@ -406,11 +409,17 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         if self._provider is None:
             fields = self.connection_fields()
             settings = self.settings
-            grant = _ExplainedGrant(build_salesforce_grant(fields, settings), settings.connection_id)
+            try:
+                grant = _ExplainedGrant(build_salesforce_grant(fields, settings), settings.connection_id)
+            except (ConnectionFieldError, KeyLoadError):
+                raise
+            except ValueError as err:
+                # The grant validates its arguments; name the connection field each one came from.
+                raise argument_error(fields, err, {"token_url": "token_host", "issuer": "login"}) from None
             self._provider = TokenProvider(
                 grant,
                 connection_id=settings.connection_id,
-                endpoint=build_token_endpoint(fields),
+                endpoint=build_token_endpoint(fields), cache=node_token_cache(),
                 # Salesforce's token response has no expires_in, so the org's session timeout decides.
                 default_lifetime=settings.session_lifetime,
             )
@@ -783,10 +792,10 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
     # Test button
 
     def test_connection(self) -> tuple[bool, str]:
-        """Grant a new token, list the org's REST resources, and report scope and lifetime."""
+        """Grant a new token, list the org's objects (describeGlobal), and report scope and lifetime."""
         try:
             token = self.get_token(force=True)
-            self._request("GET", "")
+            self._request("GET", "sobjects")
         except Exception as err:  # the Test button shows any failure as text
             return False, str(err)
         return True, f"Connected to {self.instance_url()} with flow {self.settings.flow}; {describe_token(token)}"

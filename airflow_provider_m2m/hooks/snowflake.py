@@ -16,7 +16,9 @@ from airflow_provider_m2m.auth import AccessToken, ClientCredentialsGrant, Clien
 from airflow_provider_m2m.hooks._connection import (
     ConnectionFields,
     M2MConnectionMixin,
+    argument_error,
     build_token_endpoint,
+    node_token_cache,
     describe_token,
     register_airflow_hooks,
 )
@@ -62,6 +64,8 @@ class SnowflakeM2MHook(M2MConnectionMixin, DbApiHook):
     conn_type = "snowflake_m2m"
     hook_name = "Snowflake (key pair or OAuth, M2M)"
     supports_autocommit = True
+    # host, port and schema are extra fields of this connection type, like the other settings.
+    standard_fields = ("login",)
     _test_connection_sql = "select 1"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -85,12 +89,15 @@ class SnowflakeM2MHook(M2MConnectionMixin, DbApiHook):
             client_id = fields.text("client_id", required=True, hint="set the OAuth client id")
             client_secret = fields.secret("client_secret", required=True, hint="set the OAuth client secret")
             assert token_url is not None and client_id is not None and client_secret is not None
-            grant = ClientCredentialsGrant(
-                token_url=token_url,
-                client_auth=ClientSecretBasic(client_id, client_secret),
-                scope=fields.space_separated("scope"),
-            )
-            self._provider = TokenProvider(grant, connection_id=fields.connection_id, endpoint=build_token_endpoint(fields))
+            try:
+                grant = ClientCredentialsGrant(
+                    token_url=token_url,
+                    client_auth=ClientSecretBasic(client_id, client_secret),
+                    scope=fields.space_separated("scope"),
+                )
+            except ValueError as err:
+                raise argument_error(fields, err, {"client_id": "client_id", "client_secret": "client_secret"}) from None
+            self._provider = TokenProvider(grant, connection_id=fields.connection_id, endpoint=build_token_endpoint(fields), cache=node_token_cache())
         return self._provider
 
     def get_token(self, force: bool = False) -> AccessToken:
