@@ -1,8 +1,14 @@
 """The Salesforce API emulator: one App serving OAuth, REST and Bulk API 2.0 on one base URL.
 
-Every API request must carry `Authorization: Bearer <access token>` from `/services/oauth2/token`;
-an unknown, expired or idle token gets 401 with `INVALID_SESSION_ID`. `api_calls` counts requests
-per endpoint kind (the `kind` names in `_routes`), including rejected ones.
+Every API request must carry `Authorization: Bearer <access token>` from `/services/oauth2/token`.
+An unknown, expired or idle token gets 401 with `INVALID_SESSION_ID`.
+
+`api_calls` counts requests per endpoint kind, including rejected ones. The kinds are `token`,
+`query`, `query_more`, `describe_global`, `describe`, `create`, `retrieve`, `update`, `delete`,
+`upsert`, `collection_create`, `collection_upsert`, and for Bulk API 2.0 `bulk_ingest_create`,
+`bulk_ingest_list`, `bulk_ingest_upload`, `bulk_ingest_status`, `bulk_ingest_state`,
+`bulk_ingest_delete`, `bulk_ingest_results` and the same six with `bulk_query_` (`create`, `list`,
+`status`, `state`, `delete`, `results`).
 """
 
 from __future__ import annotations

@@ -279,3 +279,28 @@ def test_limit_info_header_reports_usage(org: Org) -> None:
 
     assert sf.api_usage["api-usage"].used == 2
     assert sf.api_usage["api-usage"].total == 15000
+
+
+def test_run_summary_upsert_by_airflow_run_id(org: Org) -> None:
+    sf = org.salesforce()
+    run_id = "scheduled__2024-01-01T02:00:00+00:00"
+    summary = {
+        "Name": "Nightly 2024-01-01",
+        "Status__c": "Succeeded",
+        "Source_Read__c": 10000,
+        "Created__c": 300,
+        "Started_At__c": "2024-01-01T02:00:01.250Z",
+        "Finished_At__c": "2024-01-01T02:01:00Z",
+        "Failures__c": "key,error\n" + "ACC-000001,STRING_TOO_LONG\n" * 4000,
+    }
+
+    first = sf.Reconciliation_Run__c.upsert(f"Run_Id__c/{run_id}", summary)
+    second = sf.Reconciliation_Run__c.upsert(f"Run_Id__c/{run_id}", {"Status__c": "Failed"})
+
+    assert (first, second) == (201, 200)
+    [record] = org.emulator.records("Reconciliation_Run__c")
+    assert record["Run_Id__c"] == run_id
+    assert record["Status__c"] == "Failed"
+    assert record["Source_Read__c"] == Decimal(10000)
+    assert record["Started_At__c"] == dt.datetime(2024, 1, 1, 2, 0, 1, 250000, tzinfo=dt.timezone.utc)
+    assert len(record["Failures__c"]) > 100_000
