@@ -70,7 +70,7 @@ def _failures_text(result: dict[str, Any]) -> str:
 
 
 def _failed_count(result: dict[str, Any]) -> int:
-    return int(result.get("failed", 0)) + int(result.get("unprocessed", 0))
+    return sum(int(result.get(name, 0)) for name in ("failed", "unprocessed", "rejected"))
 
 
 @dag(
