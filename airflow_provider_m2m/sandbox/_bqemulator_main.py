@@ -21,8 +21,8 @@ def _skip_spatial(self: DuckDBEngine) -> None:
     log.warning("DuckDB spatial extension not loaded: GEOGRAPHY types and ST_* functions are unavailable in the sandbox")
 
 
-# TODO: remove this patch once bqemulator starts without the spatial extension (it fails the start
-# in 1.1) or DuckDB ships `spatial` inside its wheel; then run `bqemulator start` directly.
+# TODO: remove this patch once bqemulator can start without the spatial extension (1.1 cannot) or
+# DuckDB ships `spatial` inside its wheel. Then run `bqemulator start` directly.
 DuckDBEngine._load_spatial = _skip_spatial  # type: ignore[method-assign]
 
 

@@ -5,7 +5,7 @@ grant (RFC 7523 section 2.1). Clients authenticate with client_secret_basic, cli
 private_key_jwt (RFC 7523 section 2.2). Access tokens are RS256 JWTs signed with a key made at
 start, so a resource server in the same process can check them with `is_active`.
 
-Tests drive it in process: each client has its own token lifetime and up to two valid secrets,
+Tests drive it in process. Each client has its own token lifetime and up to two valid secrets.
 `grants_issued` counts successful grants, `revoke` ends a token early, and `script` queues
 responses such as 429 or 503 for the next token requests.
 """
@@ -361,7 +361,7 @@ class OAuthServer:
 
     def _check_secret(self, client_id: str, secret: str, *, challenge: bool) -> OAuthClient:
         client = self._clients.get(client_id)
-        # Compare against every valid secret in constant time, so timing tells nothing about which matched.
+        # Compare against every valid secret in constant time, so timing does not reveal which one matched.
         matches = [hmac.compare_digest(secret.encode(), valid.encode()) for valid in (client.secrets if client else [])]
         if client is None or not any(matches):
             raise _invalid_client("Client authentication failed.", challenge=challenge)
@@ -431,8 +431,8 @@ class OAuthServer:
             raise jwt.InvalidTokenError(f"assertion lifetime exceeds {MAX_ASSERTION_LIFETIME_SECONDS} seconds")
         jti = claims.get("jti")
         if jti is not None or not client.service_account:
-            # RFC 7523 section 3: the server may reject a reused jti; this one rejects every reuse, and
-            # requires jti except from Google service accounts, whose assertions have none.
+            # RFC 7523 section 3 lets the server reject a reused jti, and this one rejects every reuse.
+            # jti is required except from Google service accounts, because google-auth sends none.
             if not isinstance(jti, str) or not jti:
                 raise jwt.MissingRequiredClaimError("jti")
             self._remember_assertion_id(client.client_id, jti, claims["exp"], now)
@@ -468,7 +468,7 @@ class OAuthServer:
         try:
             claims = self._verify_assertion(assertion, client, audiences=audiences)
         except jwt.PyJWTError as err:
-            # RFC 7523 section 3.1: an invalid assertion is answered with invalid_grant.
+            # RFC 7523 section 3.1: the error for an invalid assertion is invalid_grant.
             raise OAuthError("invalid_grant", f"Invalid assertion: {err}.") from err
         subject = claims.get("sub")
         if subject is None:

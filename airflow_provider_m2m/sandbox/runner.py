@@ -1,6 +1,6 @@
 """Start the whole sandbox, seed it, and describe it as Airflow connections.
 
-`start_sandbox` makes a CA and server certificate, random client secrets and an RSA key, starts
+`start_sandbox` makes a CA and server certificate, random client secrets and an RSA key. It starts
 the OAuth server, BigQuery (bqemulator behind a token-checking gateway), fakesnow and the
 Salesforce emulator, seeds the demo data, and builds the `AIRFLOW_CONN_*` JSON for each
 connection id. Leaving the `with` block stops every server and child process, also on an error

@@ -1,6 +1,6 @@
 """Snowflake in the sandbox: fakesnow's server mode in a child process.
 
-fakesnow answers the Snowflake connector's REST protocol (login, query, session) from an
+fakesnow implements the Snowflake connector's REST protocol (login, query, session) from an
 in-memory DuckDB database that all sessions of the server share.
 
 NOTE: the server speaks plain HTTP on 127.0.0.1 and accepts any user, password or key-pair JWT.
@@ -80,7 +80,7 @@ class SnowflakeSandbox:
 
 
 def start_snowflake(state_dir: Path, *, timeout_seconds: float = START_TIMEOUT_SECONDS) -> SnowflakeSandbox:
-    """Start fakesnow on a free loopback port and wait until it answers HTTP."""
+    """Start fakesnow on a free loopback port and wait until it responds to HTTP."""
     port = free_loopback_port()
     command = [sys.executable, "-m", "fakesnow", "-s", "--host", LOOPBACK, "-p", str(port)]
     process = ChildProcess("fakesnow", command, state_dir / "fakesnow.log", {**os.environ, **PLATFORM_DETECTION_ENV})
