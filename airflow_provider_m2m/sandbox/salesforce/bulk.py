@@ -23,7 +23,7 @@ from airflow_provider_m2m.sandbox.salesforce import soql, values
 from airflow_provider_m2m.sandbox.salesforce.ids import JOB_PREFIX
 from airflow_provider_m2m.sandbox.salesforce.objects import FieldDef, ObjectDef
 from airflow_provider_m2m.sandbox.salesforce.oauth import Session
-from airflow_provider_m2m.sandbox.salesforce.rest import json_response, parse_json_body
+from airflow_provider_m2m.sandbox.salesforce.rest import ApiError, json_response, parse_json_body
 from airflow_provider_m2m.sandbox.salesforce.store import SaveResult, Store, match_key
 from airflow_provider_m2m.sandbox.salesforce.values import RecordError
 
@@ -219,7 +219,7 @@ class BulkApi:
     def _json_body(request: Request) -> dict[str, Any]:
         try:
             body = parse_json_body(request)
-        except Exception as err:  # noqa: BLE001 - any decoding failure is the client's malformed body
+        except ApiError as err:
             raise BulkError(400, "JSON_PARSER_ERROR", "The request body is not valid JSON") from err
         if not isinstance(body, dict):
             raise BulkError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")

@@ -245,3 +245,32 @@ def test_aborted_job_leaves_rows_unprocessed(org: Org) -> None:
     assert info["state"] == "Aborted"
     assert _rows(unprocessed) == [{"Name": "A"}, {"Name": "B"}]
     assert org.emulator.records("Customer_Account__c") == []
+
+
+def test_bulk_call_after_expiry_raises(org: Org) -> None:
+    from simple_salesforce.exceptions import SalesforceExpiredSession
+
+    token = org.client_credentials_token()
+    sf = org.salesforce(token)
+    sf.query("SELECT Id FROM Customer_Account__c")
+    org.emulator.expire_sessions_after_calls(0)
+
+    with pytest.raises(SalesforceExpiredSession):
+        sf.bulk2.Customer_Account__c.upsert(records=[{"External_Id__c": "ACC-1", "Name": "A"}], external_id_field="External_Id__c", wait=WAIT)
+
+    assert org.emulator.api_calls["bulk_ingest_create"] == 1
+    assert org.emulator.records("Customer_Account__c") == []
+
+
+def test_bulk_insert_with_crlf_records(org: Org) -> None:
+    sf = org.salesforce()
+
+    [summary] = sf.bulk2.Customer_Account__c.insert(
+        records=[{"Name": "Ünïcode\nline", "External_Id__c": "ACC-1"}, {"Name": "Plain", "External_Id__c": "ACC-2"}],
+        line_ending="CRLF",
+        wait=WAIT,
+    )
+
+    assert summary["numberRecordsProcessed"] == 2
+    assert summary["numberRecordsFailed"] == 0
+    assert sorted(record["Name"] for record in org.emulator.records("Customer_Account__c")) == ["Plain", "Ünïcode\nline"]
