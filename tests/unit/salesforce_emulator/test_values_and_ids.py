@@ -15,7 +15,7 @@ FIELD = CUSTOMER_ACCOUNT.field
 
 
 def test_checksum_of_known_id() -> None:
-    # The 18-character form of a well-known id shape: upper-case letters set the suffix bits.
+    # Each suffix character encodes which of five id characters are upper case.
     assert checksum_suffix("001000000000000") == "AAA"
     assert checksum_suffix("A0000B0000C0000") == "BBB"
     assert checksum_suffix("ABCDE00000zzzzz") == "5AA"
