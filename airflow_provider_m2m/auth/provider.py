@@ -132,8 +132,10 @@ class TokenProvider:
         return {"conn_id": self.connection_id, **more}
 
     def get_token(self, force: bool = False) -> AccessToken:
-        """Return a token that is not due for renewal, obtaining one if needed.
+        """Return a fresh access token, obtaining one with a grant when the caches have none.
 
+        A token that is due for renewal but not expired is returned while another thread
+        renews it, or when renewal fails with a retryable error (logged at WARNING).
         ``force=True`` obtains a new token even when the cached one is fresh, unless another
         caller replaced the token while this one waited.
 

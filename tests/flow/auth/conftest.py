@@ -105,6 +105,8 @@ class FixtureOAuthServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body are two writes; without this, each keep-alive response waits for a delayed ACK.
+    disable_nagle_algorithm = True
     server: FixtureOAuthServer
 
     def log_message(self, format: str, *args: Any) -> None:
