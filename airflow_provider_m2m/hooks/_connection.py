@@ -426,11 +426,14 @@ def node_token_cache() -> TokenCache:
     """Return the node-wide token cache, encrypted with Airflow's `[core] fernet_key` when one is set."""
     fernet_key = None
     try:
-        from airflow.sdk.configuration import conf
+        from airflow.configuration import conf
 
-        fernet_key = conf.get("core", "fernet_key", fallback=None) or None
+        fernet_key = conf.get("core", "fernet_key", fallback="") or None
     except Exception:  # no readable Airflow configuration: the cache falls back to $AIRFLOW__CORE__FERNET_KEY
         log.debug("Airflow's fernet_key is not readable; the token cache uses the environment", exc_info=True)
+    if fernet_key is not None and fernet_key.startswith("{"):
+        # An unexpanded template value such as "{FERNET_KEY}" means no key is configured.
+        fernet_key = None
     return default_node_cache(fernet_key)
 
 

@@ -88,6 +88,26 @@ class _TimeoutRequest(google.auth.transport.requests.Request):
         return super().__call__(url, method=method, body=body, headers=headers, timeout=timeout or self._timeouts, **kwargs)
 
 
+class _CABundleAuthorizedSession(google.auth.transport.requests.AuthorizedSession):
+    """`AuthorizedSession` that passes the connection's CA bundle and timeouts with each request.
+
+    requests lets REQUESTS_CA_BUNDLE override a session's `verify`, so it is passed per request,
+    also for requests that google-cloud-bigquery sends through this session.
+    """
+
+    def __init__(self, credentials: Any, auth_request: Any, verify: bool | str, timeouts: Timeouts) -> None:
+        super().__init__(credentials, auth_request=auth_request, max_refresh_attempts=1)
+        self.verify = verify
+        self._timeouts = timeouts.as_tuple()
+
+    def request(self, method: str, url: str, data: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        if kwargs.get("verify") is None:
+            kwargs["verify"] = self.verify
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self._timeouts
+        return super().request(method, url, data=data, headers=headers, **kwargs)
+
+
 class GoogleCredentialsGrant:
     """A Grant (in the `airflow_provider_m2m.auth` sense) that obtains a token by refreshing
     google-auth credentials.
@@ -552,11 +572,9 @@ class BigQueryM2MHook(M2MConnectionMixin, BaseHook):
         """
         if self._session is None:
             settings = self.settings
-            session = google.auth.transport.requests.AuthorizedSession(
-                self.get_credentials(), auth_request=self._transport(), max_refresh_attempts=1
+            self._session = _CABundleAuthorizedSession(
+                self.get_credentials(), self._transport(), settings.verify, settings.timeouts
             )
-            session.verify = settings.verify
-            self._session = session
         return self._session
 
     def get_conn(self) -> google.auth.transport.requests.AuthorizedSession:
