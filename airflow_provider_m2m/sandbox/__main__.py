@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         with start_sandbox(
             state_dir,
             rows=args.rows,
-            seed_number=args.seed,
+            seed=args.seed,
             session_timeout_seconds=args.session_timeout_seconds,
             oauth_token_lifetime_seconds=args.token_lifetime_seconds,
         ) as sandbox:

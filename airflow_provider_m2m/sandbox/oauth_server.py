@@ -104,7 +104,10 @@ class ScriptedResponse:
     def too_many_requests(cls, retry_after_seconds: int = 1) -> ScriptedResponse:
         return cls(
             status=429,
-            body={"error": "slow_down", "error_description": "Too many token requests."},
+            body={
+                "error": "temporarily_unavailable",
+                "error_description": f"Too many token requests; retry after {retry_after_seconds} seconds.",
+            },
             headers={"Retry-After": str(retry_after_seconds)},
         )
 

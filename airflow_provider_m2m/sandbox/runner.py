@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_m2m.sandbox import seed
+from airflow_provider_m2m.sandbox import seed as demo_data
 from airflow_provider_m2m.sandbox.bigquery import BIGQUERY_SCOPES, BigQuerySandbox, load_table, start_bigquery
 from airflow_provider_m2m.sandbox.http import SandboxServer
 from airflow_provider_m2m.sandbox.oauth_server import OAuthServer, generate_rsa_key
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 OAUTH_CLIENT_ID = "m2m-sandbox-client"
 OAUTH_JWT_CLIENT_ID = "m2m-sandbox-jwt-client"
 OAUTH_SCOPES = ("sandbox.read", "sandbox.write")
-SERVICE_ACCOUNT_EMAIL = f"airflow-m2m@{seed.PROJECT_ID}.iam.gserviceaccount.com"
+SERVICE_ACCOUNT_EMAIL = f"airflow-m2m@{demo_data.PROJECT_ID}.iam.gserviceaccount.com"
 BIGQUERY_SCOPE = "https://www.googleapis.com/auth/bigquery"
 SALESFORCE_USERNAME = "integration@m2m-sandbox.example"
 SALESFORCE_API_VERSION = "62.0"
@@ -51,7 +51,7 @@ class Sandbox:
     state_dir: Path
     tls: TLSFiles
     oauth: OAuthServer
-    seed_data: seed.SeedData | None = None
+    seed_data: demo_data.SeedData | None = None
     bigquery: BigQuerySandbox | None = None
     snowflake: SnowflakeSandbox | None = None
     salesforce: Any = None  # the Salesforce emulator app; tests read and change its records in process
@@ -98,7 +98,7 @@ def _service_account_info(private_key_pem: str, token_url: str) -> dict[str, Any
     # The fields of a Google service-account key file; token_uri points at the sandbox's OAuth server.
     return {
         "type": "service_account",
-        "project_id": seed.PROJECT_ID,
+        "project_id": demo_data.PROJECT_ID,
         "private_key_id": secrets.token_hex(20),
         "private_key": private_key_pem,
         "client_email": SERVICE_ACCOUNT_EMAIL,
@@ -136,7 +136,7 @@ def _start_salesforce(
     sandbox.salesforce = emulator
     sandbox.salesforce_url = server.url
     if sandbox.seed_data is not None:
-        emulator.insert_records(seed.TARGET_OBJECT, sandbox.seed_data.target_records)
+        emulator.insert_records(demo_data.TARGET_OBJECT, sandbox.seed_data.target_records)
     return consumer_key, consumer_secret
 
 
@@ -174,7 +174,7 @@ def _build_connections(sandbox: Sandbox, *, oauth_secret: str, oauth_secondary_s
             "bigquery_m2m",
             extra={
                 "key_json": json.dumps(sandbox.service_account_info),
-                "project_id": seed.PROJECT_ID,
+                "project_id": demo_data.PROJECT_ID,
                 "location": "US",
                 "api_url": sandbox.bigquery.api_url,
                 "scopes": BIGQUERY_SCOPE,
@@ -228,7 +228,7 @@ def start_sandbox(
     state_dir: Path | str,
     *,
     rows: int = 10_000,
-    seed_number: int = 42,
+    seed: int = 42,
     session_timeout_seconds: float = 7200,
     oauth_token_lifetime_seconds: int = 3600,
     bigquery: bool = True,
@@ -237,9 +237,10 @@ def start_sandbox(
 ) -> Iterator[Sandbox]:
     """Start the sandbox's servers under `state_dir`, seed them, and stop them all on exit.
 
-    `session_timeout_seconds` is the Salesforce session timeout and `oauth_token_lifetime_seconds`
-    the lifetime of the OAuth server's access tokens; short values exercise renewal. Turning a
-    server off skips its start and its connections.
+    `seed` is the demo data's seed number (see `seed.generate`). `session_timeout_seconds` is the
+    Salesforce session timeout and `oauth_token_lifetime_seconds` the lifetime of the OAuth server's
+    access tokens. Short values exercise renewal. Turning a server off skips its start and its
+    connections.
     """
     started = time.monotonic()
     state_path = Path(state_dir).resolve()
@@ -255,7 +256,7 @@ def start_sandbox(
         oauth_server = oauth.serve(tls)
         stack.callback(oauth_server.stop)
         sandbox = Sandbox(state_dir=state_path, tls=tls, oauth=oauth, private_key_pem=private_key_pem)
-        sandbox.seed_data = seed.generate(seed_number, rows)
+        sandbox.seed_data = demo_data.generate(seed, rows)
 
         oauth_secret = secrets.token_urlsafe(32)
         oauth_secondary_secret = secrets.token_urlsafe(32)

@@ -221,7 +221,8 @@ def test_key_files_private(sandbox):
         assert (sandbox.state_dir / name).stat().st_mode & 0o077 == 0, name
 
 
-def test_cli_runs_until_sigterm(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_cli_runs_until_signal(tmp_path, stop_signal):
     state_dir = tmp_path / "cli"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
@@ -240,7 +241,7 @@ def test_cli_runs_until_sigterm(tmp_path):
         connections = json.loads((state_dir / "connections.json").read_text())
         env_lines = (state_dir / "airflow-connections.env").read_text().splitlines()
 
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop_signal)
         assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
