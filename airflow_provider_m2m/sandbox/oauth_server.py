@@ -7,7 +7,8 @@ start, so a resource server in the same process can check them with `is_active`.
 
 Tests drive it in process. Each client has its own token lifetime and up to two valid secrets.
 `grants_issued` counts successful grants, `revoke` ends a token early, and `script` queues
-responses such as 429 or 503 for the next token requests.
+responses such as 429 or 503 for the next token requests. `/api/...` is a protected resource
+that returns the caller's token claims, so a client has an API to call with its token.
 """
 
 from __future__ import annotations
@@ -155,6 +156,9 @@ class OAuthServer:
         self._router.add("GET", "/.well-known/openid-configuration", self._metadata)
         self._router.add("GET", "/.well-known/oauth-authorization-server", self._metadata)
         self._router.add("GET", "/jwks", self._jwks)
+        for method in ("GET", "POST"):
+            self._router.add(method, "/api", self._protected_resource)
+            self._router.add(method, "/api/{resource}", self._protected_resource)
 
     # -- network -----------------------------------------------------------------------------
 
@@ -292,6 +296,29 @@ class OAuthServer:
         jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self._signing_key.public_key()))
         jwk.update({"kid": self._key_id, "use": "sig", "alg": ACCESS_TOKEN_ALGORITHM})
         return Response.json(200, {"keys": [jwk]})
+
+    def _protected_resource(self, request: Request) -> Response:
+        """Return the caller's token claims: a protected API for clients that need one to call."""
+        scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            # RFC 6750 section 3.1: a request without a token gets the challenge with no error code.
+            return Response.json(401, {"error": "missing_token"}, {"WWW-Authenticate": 'Bearer realm="m2m-sandbox"'})
+        claims = self.introspect(token.strip())
+        if claims is None:
+            log.info("Protected API request with an invalid, expired or revoked token rejected")
+            challenge = 'Bearer realm="m2m-sandbox", error="invalid_token"'
+            return Response.json(401, {"error": "invalid_token"}, {"WWW-Authenticate": challenge})
+        return Response.json(
+            200,
+            {
+                "client_id": claims["client_id"],
+                "sub": claims["sub"],
+                "scope": claims.get("scope", ""),
+                "exp": claims["exp"],
+                "method": request.method,
+                "path": request.path,
+            },
+        )
 
     def _token(self, request: Request) -> Response:
         claimed_client = _claimed_client_id(request)

@@ -40,6 +40,9 @@ OAUTH_CONN_ID = "oauth_m2m_default"
 OAUTH_PRIVATE_KEY_JWT_CONN_ID = "oauth_m2m_private_key_jwt"
 BIGQUERY_CONN_ID = "bigquery_m2m_default"
 SNOWFLAKE_CONN_ID = "snowflake_m2m_default"
+SNOWFLAKE_OAUTH_CONN_ID = "snowflake_m2m_oauth"
+SNOWFLAKE_OAUTH_CLIENT_ID = "m2m-sandbox-snowflake"
+SNOWFLAKE_OAUTH_SCOPE = "session:role:ANALYST"
 SALESFORCE_CONN_ID = "salesforce_m2m_default"
 SALESFORCE_JWT_CONN_ID = "salesforce_m2m_jwt"
 
@@ -140,9 +143,17 @@ def _start_salesforce(
     return consumer_key, consumer_secret
 
 
-def _build_connections(sandbox: Sandbox, *, oauth_secret: str, oauth_secondary_secret: str, salesforce_app: tuple[str, str] | None) -> None:
+def _build_connections(
+    sandbox: Sandbox,
+    *,
+    oauth_secret: str,
+    oauth_secondary_secret: str,
+    snowflake_oauth: tuple[str, str],
+    salesforce_app: tuple[str, str] | None,
+) -> None:
     ca_bundle = str(sandbox.tls.ca_cert)
     token_url = sandbox.oauth.token_url
+    api_url = f"{sandbox.oauth.issuer}/api"
     connections: dict[str, str] = {
         OAUTH_CONN_ID: _connection_json(
             "oauth_m2m",
@@ -153,6 +164,7 @@ def _build_connections(sandbox: Sandbox, *, oauth_secret: str, oauth_secondary_s
                 "client_auth_method": "client_secret_basic",
                 "secondary_client_secret": oauth_secondary_secret,
                 "scope": " ".join(OAUTH_SCOPES),
+                "base_url": api_url,
                 "ca_bundle": ca_bundle,
             },
         ),
@@ -165,6 +177,7 @@ def _build_connections(sandbox: Sandbox, *, oauth_secret: str, oauth_secondary_s
                 "private_key": sandbox.private_key_pem,
                 "signing_algorithm": "RS256",
                 "scope": " ".join(OAUTH_SCOPES),
+                "base_url": api_url,
                 "ca_bundle": ca_bundle,
             },
         ),
@@ -197,6 +210,27 @@ def _build_connections(sandbox: Sandbox, *, oauth_secret: str, oauth_secondary_s
                 "host": sandbox.snowflake.host,
                 "port": sandbox.snowflake.port,
                 "protocol": sandbox.snowflake.protocol,
+            },
+        )
+        snowflake_client_id, snowflake_client_secret = snowflake_oauth
+        connections[SNOWFLAKE_OAUTH_CONN_ID] = _connection_json(
+            "snowflake_m2m",
+            login=snowflake_sandbox.USER,
+            extra={
+                "account": snowflake_sandbox.ACCOUNT,
+                "auth": "oauth_client_credentials",
+                "token_url": token_url,
+                "client_id": snowflake_client_id,
+                "client_secret": snowflake_client_secret,
+                "scope": SNOWFLAKE_OAUTH_SCOPE,
+                "warehouse": snowflake_sandbox.WAREHOUSE,
+                "database": snowflake_sandbox.DATABASE,
+                "schema": snowflake_sandbox.SCHEMA,
+                "host": sandbox.snowflake.host,
+                "port": sandbox.snowflake.port,
+                "protocol": sandbox.snowflake.protocol,
+                # The token comes from the sandbox OAuth server over HTTPS; fakesnow itself is plain HTTP.
+                "ca_bundle": ca_bundle,
             },
         )
     if salesforce_app is not None and sandbox.salesforce_url is not None:
@@ -264,7 +298,9 @@ def start_sandbox(
             OAUTH_CLIENT_ID, secret=oauth_secret, secondary_secret=oauth_secondary_secret, scopes=OAUTH_SCOPES
         )
         oauth.register_client(OAUTH_JWT_CLIENT_ID, public_key_pem=public_key_pem, scopes=OAUTH_SCOPES)
-        sandbox._secrets += [oauth_secret, oauth_secondary_secret, private_key_pem]
+        snowflake_oauth_secret = secrets.token_urlsafe(32)
+        oauth.register_client(SNOWFLAKE_OAUTH_CLIENT_ID, secret=snowflake_oauth_secret, scopes=[SNOWFLAKE_OAUTH_SCOPE])
+        sandbox._secrets += [oauth_secret, oauth_secondary_secret, snowflake_oauth_secret, private_key_pem]
 
         if bigquery:
             sandbox.service_account_info = _service_account_info(private_key_pem, oauth.token_url)
@@ -294,6 +330,7 @@ def start_sandbox(
             sandbox,
             oauth_secret=oauth_secret,
             oauth_secondary_secret=oauth_secondary_secret,
+            snowflake_oauth=(SNOWFLAKE_OAUTH_CLIENT_ID, snowflake_oauth_secret),
             salesforce_app=salesforce_app,
         )
         log.info("Sandbox ready in %.1f s under %s", time.monotonic() - started, state_path)

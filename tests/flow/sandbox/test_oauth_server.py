@@ -474,3 +474,33 @@ def test_jwks_verifies_access_token(http, oauth, secret):
     claims = jwt.decode(token, key.key, algorithms=["RS256"], options={"verify_aud": False})
 
     assert claims["client_id"] == CLIENT_ID
+
+
+# -- protected resource ---------------------------------------------------------------------------
+
+
+def test_protected_api_returns_claims(http, oauth, secret):
+    token = _post_token(http, oauth, {"grant_type": "client_credentials"}, _basic(CLIENT_ID, secret)).json()["access_token"]
+
+    response = http.get(oauth.issuer + "/api/whoami", headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["client_id"] == CLIENT_ID
+    assert response.json()["scope"] == "reports.read reports.write"
+
+
+def test_protected_api_rejects_missing_token(http, oauth):
+    response = http.get(oauth.issuer + "/api", timeout=HTTP_TIMEOUT)
+
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="m2m-sandbox"'
+
+
+def test_protected_api_rejects_revoked_token(http, oauth, secret):
+    token = _post_token(http, oauth, {"grant_type": "client_credentials"}, _basic(CLIENT_ID, secret)).json()["access_token"]
+    oauth.revoke(token)
+
+    response = http.post(oauth.issuer + "/api/orders", headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT)
+
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]

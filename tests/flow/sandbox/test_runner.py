@@ -27,6 +27,7 @@ EXPECTED_CONN_IDS = {
     "oauth_m2m_private_key_jwt",
     "bigquery_m2m_default",
     "snowflake_m2m_default",
+    "snowflake_m2m_oauth",
     "salesforce_m2m_default",
     "salesforce_m2m_jwt",
 }
@@ -122,6 +123,36 @@ def test_oauth_connection_gets_token(sandbox):
                 timeout=HTTP_TIMEOUT,
             )
             assert response.status_code == 200, response.text
+
+
+def test_oauth_connection_base_url_accepts_token(sandbox):
+    conn = _connection(sandbox, "oauth_m2m_default")
+    with https_session(sandbox.tls) as http:
+        token = http.post(
+            conn["extra"]["token_url"],
+            data={"grant_type": "client_credentials"},
+            auth=(conn["login"], conn["password"]),
+            timeout=HTTP_TIMEOUT,
+        ).json()["access_token"]
+        response = http.get(conn["extra"]["base_url"] + "/whoami", headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["client_id"] == conn["login"]
+
+
+def test_snowflake_oauth_connection_gets_token(sandbox):
+    extra = _connection(sandbox, "snowflake_m2m_oauth")["extra"]
+    with https_session(sandbox.tls) as http:
+        http.verify = extra["ca_bundle"]
+        response = http.post(
+            extra["token_url"],
+            data={"grant_type": "client_credentials", "scope": extra["scope"]},
+            auth=(extra["client_id"], extra["client_secret"]),
+            timeout=HTTP_TIMEOUT,
+        )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["scope"] == extra["scope"]
 
 
 def test_private_key_jwt_connection_gets_token(sandbox):
