@@ -655,15 +655,20 @@ class BigQueryM2MHook(M2MConnectionMixin, BaseHook):
             body["queryParameters"] = query_parameters(parameters)
         return self._call("POST", f"projects/{quote(settings.project_id, safe='')}/queries", json=body)
 
+    def _get_job(self, job_reference: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the job resource (jobs.get); raise `BigQueryError` when its status has an errorResult."""
+        project = job_reference.get("projectId", self.settings.project_id)
+        params = {"location": job_reference["location"]} if job_reference.get("location") else {}
+        path = f"projects/{quote(project, safe='')}/jobs/{quote(job_reference['jobId'], safe='')}"
+        return self._call("GET", path, params=params)
+
     def _wait_for_job(self, job_reference: Mapping[str, Any]) -> None:
         """Poll jobs.get until the job is DONE; a failed job raises from its status.errorResult."""
         deadline = time.monotonic() + self.query_timeout_seconds
         interval = POLL_FIRST_INTERVAL_SECONDS
         job_id = job_reference["jobId"]
-        project = job_reference.get("projectId", self.settings.project_id)
-        params = {"location": job_reference["location"]} if job_reference.get("location") else {}
         while True:
-            job = self._call("GET", f"projects/{quote(project, safe='')}/jobs/{quote(job_id, safe='')}", params=params)
+            job = self._get_job(job_reference)
             if (job.get("status") or {}).get("state") == "DONE":
                 return
             if time.monotonic() + interval > deadline:
@@ -709,6 +714,10 @@ class BigQueryM2MHook(M2MConnectionMixin, BaseHook):
         while not response.get("jobComplete"):
             # getQueryResults can still report an unfinished job right after jobs.get said DONE.
             response = self._result_page(job_reference, page_size, None)
+        if response.get("errors"):
+            # A query response lists errors and warnings alike; the job's status.errorResult tells
+            # whether the job failed, and _call raises when it did.
+            self._get_job(job_reference)
 
         fields = (response.get("schema") or {}).get("fields", [])
         count = 0
