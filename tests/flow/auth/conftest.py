@@ -68,6 +68,8 @@ class FixtureOAuthServer(ThreadingHTTPServer):
 
     def reset(self) -> None:
         with self.lock:
+            # Requests still in flight from an earlier test see a new generation and count nothing.
+            self.generation = getattr(self, "generation", 0) + 1
             self.client_secrets: dict[str, set[str]] = {}
             self.client_keys: dict[str, Any] = {}
             self.token_lifetime: int | str | None = 3600
@@ -161,6 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
         form = {key: values if len(values) > 1 else values[0] for key, values in parse_qs(raw).items()}
         server = self.server
         with server.lock:
+            generation = server.generation
             server.token_requests.append({"form": form, "headers": dict(self.headers)})
             scripted = server.script.popleft() if server.script else None
             delay = server.grant_delay
@@ -174,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
         if error is not None:
             self._send_json(error[0], {"error": error[1], "error_description": error[2]})
             return
-        self._issue(form)
+        self._issue(form, generation)
 
     def _authenticate(self, form: dict[str, Any]) -> tuple[int, str, str] | None:
         server = self.server
@@ -221,9 +224,14 @@ class _Handler(BaseHTTPRequestHandler):
             return (400, "invalid_grant", "JWT assertion is invalid")
         return None
 
-    def _issue(self, form: dict[str, Any]) -> None:
+    def _issue(self, form: dict[str, Any], generation: int) -> None:
         server = self.server
         token = secrets.token_urlsafe(24)
+        with server.lock:
+            stale = generation != server.generation
+        if stale:
+            self._send_json(503, {"error": "temporarily_unavailable"})
+            return
         with server.lock:
             lifetime = server.token_lifetime
             seconds = int(lifetime) if lifetime is not None else 3600

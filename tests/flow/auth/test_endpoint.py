@@ -90,7 +90,7 @@ def test_retry_after_capped(oauth_server):
 
 def test_slow_answer_times_out(oauth_server):
     oauth_server.add_client("svc", "secret-1")
-    oauth_server.push(ScriptedResponse(200, None, delay=1.0), ScriptedResponse(200, None, delay=1.0))
+    oauth_server.push(ScriptedResponse(200, None, delay=0.6), ScriptedResponse(200, None, delay=0.6))
     grant = ClientCredentialsGrant(oauth_server.token_url, ClientSecretPost("svc", "secret-1"))
     endpoint = make_endpoint(oauth_server.ca_bundle, timeout=(2.0, 0.3), max_retries=1)
     provider = TokenProvider(grant, connection_id="slow", endpoint=endpoint, cache=None)
