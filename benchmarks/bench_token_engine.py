@@ -3,12 +3,12 @@
 Two tables, each measured in one run on a loopback HTTP server that runs in its own process:
 
 1. Per-request time of a ``requests`` session with ``BearerAuth`` against a session with a
-   static ``Authorization`` header, in interleaved rounds; the ratio is the median of the
+   static ``Authorization`` header, in interleaved rounds. The ratio is the median of the
    per-round ratios.
 2. Token endpoint calls for ``--total`` API requests from ``--processes`` processes of
-   ``--threads`` threads within one token lifetime: TokenProvider with the node-wide file
-   cache, beside the pattern of official providers that obtain a token per hook instance
-   (here one hook instance per thread).
+   ``--threads`` threads within one token lifetime. TokenProvider with the node-wide file
+   cache runs beside the pattern of official providers, which obtain a token per hook
+   instance (here one hook instance per thread).
 
 Run: ``.venv/bin/python benchmarks/bench_token_engine.py`` (about 30 s on 2 cores).
 """
@@ -54,8 +54,8 @@ class _BenchServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; with Nagle's algorithm on, the second waits for
-    # the client's delayed ACK (about 40 ms on Linux) and swamps what is being measured.
+    # Headers and body go out in two writes. With Nagle's algorithm on, the second write waits
+    # for the client's delayed ACK (about 40 ms on Linux), which would swamp the measurement.
     disable_nagle_algorithm = True
     server: _BenchServer
 

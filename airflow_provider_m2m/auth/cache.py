@@ -1,8 +1,11 @@
 """Node-wide token cache shared by the task processes on one worker.
 
-One file per grant fingerprint holds the latest token, encrypted with Fernet when a key is
+One file per grant fingerprint contains the latest token, encrypted with Fernet when a key is
 given. A lock file per fingerprint (``fcntl.flock``) lets one process obtain a token while the
 others wait for it, so a node makes one grant per credential per token lifetime.
+
+NOTE: ``fcntl`` makes this module POSIX-only, as Airflow workers are. ``flock`` on NFS may not
+exclude processes on other hosts, so point the cache at a local directory.
 """
 
 from __future__ import annotations
@@ -32,11 +35,17 @@ _FINGERPRINT = re.compile(r"^[0-9a-f]{16,128}$")
 _informed_unencrypted: set[str] = set()
 _informed_lock = threading.Lock()
 
-# Longest wait for another process's grant before this process grants on its own. A grant
+# Maximum wait for another process's grant before this process obtains a token on its own. A grant
 # ends well within it: the default TokenEndpoint gives up after about 4 minutes in the worst
 # case (4 attempts of 35 s timeouts plus 90 s of backoff).
 LOCK_TIMEOUT_SECONDS = 300.0
 _LOCK_POLL_SECONDS = 0.02
+
+# Token files untouched this long are deleted when a token is stored. A new secret or scope gets
+# a new fingerprint, so without pruning the files of old credentials would stay forever. A week
+# is longer than any token lifetime this package expects, and deleting a live token only costs
+# one grant.
+STALE_FILE_SECONDS = 7 * 24 * 3600.0
 
 
 class TokenCache(Protocol):
@@ -91,9 +100,9 @@ class FileTokenCache:
     """Token cache in files under ``directory``, readable only by the current user.
 
     Files are written with mode 0600 in a directory with mode 0700. A directory owned by another
-    user is rejected, because that user could read or plant tokens. With ``fernet_key`` (Airflow's
-    ``[core] fernet_key``, comma-separated keys allowed) tokens are encrypted at rest; without one
-    they are stored in plain JSON and an INFO line says so once per directory.
+    user is rejected, because that user could read or plant tokens. With ``fernet_key``, which is
+    Airflow's ``[core] fernet_key`` and may list several comma-separated keys, tokens are encrypted
+    at rest. Without one they are stored in plain JSON, and an INFO line reports it once per directory.
     """
 
     def __init__(self, directory: str | os.PathLike[str], fernet_key: str | bytes | None = None) -> None:
@@ -179,6 +188,22 @@ class FileTokenCache:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             log.warning("Cannot write token cache file %s: %s", path, err.strerror)
+            return
+        self._prune_stale_files()
+
+    def _prune_stale_files(self) -> None:
+        # NOTE: lock files are kept, because deleting one that another process holds would let a
+        # third process lock a new file of the same name and grant at the same time. They are empty.
+        cutoff = time.time() - STALE_FILE_SECONDS
+        try:
+            candidates = list(self.directory.glob("*.token"))
+        except OSError:
+            return
+        for candidate in candidates:
+            with contextlib.suppress(OSError):
+                if candidate.stat().st_mtime < cutoff:
+                    candidate.unlink()
+                    log.debug("Deleted stale token cache file %s", candidate)
 
     def delete(self, fingerprint: str, access_token: str | None = None) -> None:
         """Remove the cached token; with ``access_token``, only if it is still that token."""

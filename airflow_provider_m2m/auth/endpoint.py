@@ -41,7 +41,7 @@ def _is_retryable(error: BaseException) -> bool:
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Return the seconds a ``Retry-After`` header asks for (RFC 9110 section 10.2.3), or ``None``.
+    """Return the delay in seconds that a ``Retry-After`` header requests (RFC 9110 section 10.2.3), or ``None``.
 
     The header is either a number of seconds or an HTTP date.
     """
@@ -74,7 +74,7 @@ class TokenEndpoint:
 
     Network errors, 5xx and 429 are retried up to ``max_retries`` times with full-jitter
     exponential backoff (``backoff_base * 2**attempt``, capped at ``backoff_max`` seconds). A 429
-    or 503 with ``Retry-After`` waits what the server asks, capped at ``max_retry_after``
+    or 503 with ``Retry-After`` waits the delay the server requests, capped at ``max_retry_after``
     seconds. 400 and 401 are never retried: RFC 6749 section 5.2 errors need a configuration change.
 
     Args:
@@ -112,7 +112,7 @@ class TokenEndpoint:
     def _wait_seconds(self, retry_state: tenacity.RetryCallState) -> float:
         error = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(error, _RetryableResponse) and error.retry_after is not None:
-            # Honour the server's Retry-After plus up to 10% jitter, so clients that were told
+            # Honour the server's Retry-After plus up to 10% jitter, so clients that received
             # the same value do not return in lockstep.
             wait = min(error.retry_after, self.max_retry_after)
             return wait + random.uniform(0, wait * 0.1)
@@ -153,7 +153,7 @@ class TokenEndpoint:
         except _RetryableResponse as err:
             status = err.response.status_code
             raise TokenEndpointError(
-                f"{where} answered HTTP {status} after {self.max_retries + 1} attempts",
+                f"{where} returned HTTP {status} after {self.max_retries + 1} attempts",
                 status_code=status,
                 retryable=True,
             ) from None
@@ -201,7 +201,7 @@ class TokenEndpoint:
         response = self._send_with_retries("GET", url, headers={"Accept": "application/json"})
         where = safe_url(url)
         if response.status_code != 200:
-            raise TokenEndpointError(f"{where} answered HTTP {response.status_code}", status_code=response.status_code)
+            raise TokenEndpointError(f"{where} returned HTTP {response.status_code}", status_code=response.status_code)
         try:
             body = response.json()
         except ValueError as err:
@@ -237,5 +237,5 @@ class TokenEndpoint:
             log.debug("Token endpoint %s returned error %s (HTTP %d)", where, error.error, status)
             raise error
         raise TokenEndpointError(
-            f"{where} answered HTTP {status} without an OAuth error body", status_code=status
+            f"{where} returned HTTP {status} without an OAuth error body", status_code=status
         )

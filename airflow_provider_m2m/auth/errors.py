@@ -36,7 +36,7 @@ class TokenEndpointError(M2MAuthError):
 class OAuthError(M2MAuthError):
     """Error response from a token endpoint (RFC 6749 section 5.2).
 
-    ``retryable`` tells whether sending the same request again can succeed. The six codes of
+    ``retryable`` is true when sending the same request again can succeed. The six codes of
     RFC 6749 section 5.2 all need a configuration change, so their subclasses are not retryable.
     """
 

@@ -30,7 +30,7 @@ from airflow_provider_m2m.auth.token import DEFAULT_LIFETIME, AccessToken, parse
 JWT_BEARER_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 # Lifetime of a JWT bearer assertion. It is signed right before each request, so it only has
-# to outlive one request plus clock skew; a short window limits what a leaked assertion allows.
+# to outlive one request plus clock skew. A short window limits what a leaked assertion allows.
 JWT_BEARER_ASSERTION_LIFETIME = timedelta(minutes=3)
 
 # Form fields that carry the grant or client authentication; extra parameters may not override them.
@@ -223,10 +223,10 @@ class ClientCredentialsGrant:
 class JwtBearerGrant:
     """JWT bearer grant (RFC 7523 section 2.1), as Salesforce's server-to-server flow uses it.
 
-    Each request carries a new assertion signed with ``private_key``: ``iss`` is ``issuer``
-    (Salesforce: the connected app's consumer key), ``sub`` is ``subject`` (Salesforce: the
-    username), ``aud`` is ``audience`` (Salesforce: the login host, not the token URL), with a
-    unique ``jti`` and an ``exp`` 3 minutes ahead.
+    Each request carries a new assertion signed with ``private_key``, with a unique ``jti`` and
+    an ``exp`` 3 minutes ahead. Its ``iss`` is ``issuer`` (for Salesforce, the connected app's
+    consumer key) and its ``sub`` is ``subject`` (for Salesforce, the username). Its ``aud`` is
+    ``audience``, which for Salesforce is the login host, not the token URL.
     """
 
     grant_type = JWT_BEARER_GRANT_TYPE

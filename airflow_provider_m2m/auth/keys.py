@@ -17,7 +17,7 @@ from airflow_provider_m2m.auth.masking import mask_secret
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
-# Longest value treated as a possible file path; a PEM key is always longer.
+# Maximum length of a value treated as a possible file path. A PEM key is always longer.
 _MAX_PATH_LENGTH = 1024
 
 

@@ -1,7 +1,8 @@
 """Secret masking without an Airflow import.
 
-Hooks call ``register_secret_masker(airflow.sdk.log.mask_secret)`` so that every secret this
-package sees is redacted from task logs. Without a registered masker, ``mask_secret`` does nothing.
+Hooks call ``register_secret_masker(airflow.sdk.log.mask_secret)`` before they build client
+authentication or grants, so that client secrets, keys, passphrases, assertions and access
+tokens are redacted from task logs. Without a registered masker, ``mask_secret`` does nothing.
 """
 
 from __future__ import annotations

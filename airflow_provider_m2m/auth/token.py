@@ -17,21 +17,21 @@ from airflow_provider_m2m.auth.errors import TokenEndpointError
 
 log = logging.getLogger(__name__)
 
-# Renew a token 2 minutes before it expires. With the default TokenEndpoint settings one
-# renewal sleeps at most 90 s between attempts (3 retries of at most 30 s each, even when a
-# Retry-After header asks for more), so a token endpoint outage of that length never reaches
-# API requests: they keep the old token while renewal retries. For the common 1-hour token
-# this costs about 3% of the lifetime.
+# Renew a token 2 minutes before it expires. With the default TokenEndpoint settings, one
+# renewal sleeps at most 90 s between attempts: 3 retries of at most 30 s each, even when a
+# Retry-After header requests more. A token endpoint outage of that length therefore never
+# reaches API requests, because they keep the old token while renewal retries. For the
+# common 1-hour token this costs about 3% of the lifetime.
 REFRESH_MARGIN = timedelta(minutes=2)
 
 # How far the clock of the server that checks expiry may run ahead of this host's clock.
-# Hosts synced with NTP differ by well under a second; 30 s also covers a VM whose clock
-# drifted since its last sync, and matches the leeway JWT validators commonly allow.
+# Hosts synced with NTP differ by well under a second. 30 s also covers a VM whose clock
+# drifted since its last sync.
 CLOCK_SKEW = timedelta(seconds=30)
 
 # Lifetime assumed when a token response has neither ``expires_in`` nor a JWT ``exp``.
-# RFC 6749 section 5.1 leaves the lifetime to the server's documentation then. Hooks set it
-# from the connection when the API documents a different session length.
+# RFC 6749 section 5.1 leaves the lifetime to the server's documentation then. Callers pass
+# another default_lifetime when the API documents a different session length.
 DEFAULT_LIFETIME = timedelta(hours=1)
 
 # A short-lived token spends at most this share of its lifetime on early renewal, so a
@@ -49,7 +49,7 @@ class Freshness(enum.Enum):
 
 @dataclass(frozen=True)
 class AccessToken:
-    """An access token and what the token endpoint said about it."""
+    """An access token with the expiry, granted scope and other fields of its token response."""
 
     access_token: str = field(repr=False)
     token_type: str
@@ -143,8 +143,8 @@ def _seconds_from_expires_in(value: Any) -> float | None:
 def jwt_expiry(access_token: str) -> datetime | None:
     """Return the ``exp`` claim of a JWT access token, or ``None`` for an opaque token.
 
-    The signature is not checked: the token is for the API to validate. The claim only
-    tells this client when to renew.
+    The signature is not checked, because the API validates the token. This client uses the
+    claim only to schedule renewal.
     """
     if access_token.count(".") != 2:
         return None

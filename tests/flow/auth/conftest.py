@@ -3,7 +3,7 @@
 The server issues tokens for registered clients (client_secret_basic, client_secret_post,
 private_key_jwt and the JWT bearer grant), serves authorization server metadata and a
 protected ``/api/resource``, plays scripted token responses (429 with Retry-After, 503,
-invalid_client, slow answers) and counts grants.
+invalid_client, slow responses) and counts grants.
 """
 
 from __future__ import annotations
@@ -248,6 +248,7 @@ class _Handler(BaseHTTPRequestHandler):
 def _make_tls(directory: Path) -> tuple[ssl.SSLContext, str]:
     """Create a throwaway CA and a server certificate for 127.0.0.1; return the server context and CA path."""
     now = dt.datetime.now(dt.UTC)
+
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "auth flow test CA")])
     ca_cert = (
@@ -265,6 +266,7 @@ def _make_tls(directory: Path) -> tuple[ssl.SSLContext, str]:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+
     server_key = ec.generate_private_key(ec.SECP256R1())
     server_cert = (
         x509.CertificateBuilder()
@@ -282,6 +284,7 @@ def _make_tls(directory: Path) -> tuple[ssl.SSLContext, str]:
         )
         .sign(ca_key, hashes.SHA256())
     )
+
     ca_path = directory / "ca.pem"
     ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     cert_path = directory / "server.pem"
@@ -291,6 +294,7 @@ def _make_tls(directory: Path) -> tuple[ssl.SSLContext, str]:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
     )
+
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path)
     return context, str(ca_path)

@@ -2,6 +2,7 @@ import json
 import logging
 import os
 import stat
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -117,3 +118,29 @@ def test_null_cache_stores_nothing():
     assert cache.load(FINGERPRINT) is None
     with cache.lock(FINGERPRINT):
         pass
+
+
+def test_stale_token_files_pruned(tmp_path):
+    cache = FileTokenCache(tmp_path)
+    stale = tmp_path / f"{'cd' * 32}.token"
+    stale.write_text("{}")
+    week_ago = time.time() - 8 * 24 * 3600
+    os.utime(stale, (week_ago, week_ago))
+
+    cache.store(FINGERPRINT, _token())
+
+    assert not stale.exists()
+    assert cache.load(FINGERPRINT) is not None
+
+
+def test_held_lock_times_out_with_warning(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr("airflow_provider_m2m.auth.cache.LOCK_TIMEOUT_SECONDS", 0.2)
+    cache = FileTokenCache(tmp_path)
+
+    with cache.lock(FINGERPRINT), caplog.at_level(logging.WARNING, logger="airflow_provider_m2m.auth"):
+        started = time.monotonic()
+        with cache.lock(FINGERPRINT):
+            waited = time.monotonic() - started
+
+    assert 0.2 <= waited < 2.0
+    assert any("still held" in record.getMessage() for record in caplog.records)

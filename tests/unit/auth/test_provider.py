@@ -17,7 +17,7 @@ from airflow_provider_m2m.auth import (
 
 
 class CountingGrant:
-    """Grant that issues numbered tokens with a fixed lifetime and can be told to fail."""
+    """Grant that issues numbered tokens with a fixed lifetime, or raises ``failure`` when it is set."""
 
     grant_type = "counting"
 
