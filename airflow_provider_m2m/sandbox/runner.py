@@ -97,8 +97,8 @@ def _connection_json(conn_type: str, *, extra: dict[str, Any], **fields: Any) ->
     return json.dumps({"conn_type": conn_type, **{k: v for k, v in fields.items() if v is not None}, "extra": extra})
 
 
-def _service_account_info(private_key_pem: str, token_url: str) -> dict[str, Any]:
-    # The fields of a Google service-account key file; token_uri points at the sandbox's OAuth server.
+def service_account_key_info(private_key_pem: str, token_url: str) -> dict[str, Any]:
+    """Build the fields of a Google service-account key file whose token_uri is the sandbox OAuth server."""
     return {
         "type": "service_account",
         "project_id": demo_data.PROJECT_ID,
@@ -303,7 +303,7 @@ def start_sandbox(
         sandbox._secrets += [oauth_secret, oauth_secondary_secret, snowflake_oauth_secret, private_key_pem]
 
         if bigquery:
-            sandbox.service_account_info = _service_account_info(private_key_pem, oauth.token_url)
+            sandbox.service_account_info = service_account_key_info(private_key_pem, oauth.token_url)
             service_account_path = state_path / "service-account.json"
             service_account_path.write_text(json.dumps(sandbox.service_account_info, indent=2), encoding="utf-8")
             service_account_path.chmod(0o600)

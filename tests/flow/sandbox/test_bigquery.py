@@ -16,7 +16,7 @@ from google.oauth2 import service_account
 from airflow_provider_m2m.sandbox import seed
 from airflow_provider_m2m.sandbox.bigquery import BigQuerySandbox, load_table, start_bigquery
 from airflow_provider_m2m.sandbox.oauth_server import GOOGLE_TOKEN_URL, JWT_BEARER, OAuthServer
-from airflow_provider_m2m.sandbox.runner import _service_account_info
+from airflow_provider_m2m.sandbox.runner import service_account_key_info
 from airflow_provider_m2m.sandbox.tls import TLSFiles
 from tests.flow.sandbox.conftest import HTTP_TIMEOUT, KeyPair, https_session
 
@@ -49,7 +49,7 @@ def bigquery(tmp_path_factory: pytest.TempPathFactory, tls: TLSFiles, module_oau
 
 @pytest.fixture
 def credentials(module_oauth: OAuthServer, client_key: KeyPair) -> service_account.Credentials:
-    info = _service_account_info(client_key.private_pem, module_oauth.token_url)
+    info = service_account_key_info(client_key.private_pem, module_oauth.token_url)
     info["client_email"] = SA_EMAIL
     return service_account.Credentials.from_service_account_info(info, scopes=[BIGQUERY_SCOPE])
 
@@ -191,7 +191,7 @@ def test_gateway_rejects_token_without_bigquery_scope(bigquery, http, module_oau
     assert response.json()["error"]["status"] == "PERMISSION_DENIED"
 
 
-def test_google_audience_is_what_google_auth_sends(credentials):
+def test_google_auth_sends_google_audience(credentials):
     # The gateway tests rely on the server accepting this audience; pin the google-auth behaviour.
     assertion = credentials._make_authorization_grant_assertion()
 
