@@ -17,9 +17,10 @@ value of any field type normalises to it. The rules per type:
   fields to the second (SOAP API Developer Guide, "Primitive Data Types": dateTime), so finer digits
   in the source would otherwise show as a change on every run.
 
-A source value that Salesforce cannot take (NaN or infinity in a number field, a naive datetime, text
-longer than the field, a null in a required field) raises `InvalidValue`, and the plan reports the
-row as failed without sending it. A target value that does not parse raises `ValueError`.
+Some source values cannot be stored by Salesforce: NaN or infinity in a number field, a naive
+datetime, text longer than the field, a null in a required field. Converting one raises
+`InvalidValue`, and the plan reports its row as failed without sending it. A target value that does
+not parse raises `ValueError`.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ class InvalidValue(ValueError):
 def source_converter(field: FieldMapping) -> Converter:
     """Build the function that turns a source value of `field` into its comparable form."""
     convert = _SOURCE_BUILDERS[field.type](field)
-    if field.nullable or field.type is FieldType.BOOLEAN:
-        return convert
+    if field.nullable or field.type is FieldType.BOOLEAN or field.type.is_text:
+        return convert  # text converters check `nullable` themselves, saving a call per value
     label = _label(field)
 
     def convert_required(value: Any) -> str:
@@ -87,9 +88,12 @@ def _nfc(text: str) -> str:
 def _text_source(field: FieldMapping) -> Converter:
     label = _label(field)
     length = field.length
+    required = not field.nullable
 
     def convert(value: Any) -> str:
         if value is None:
+            if required:
+                raise InvalidValue(f"{label}: the field is required, but the value is null")
             return NULL_TEXT
         if type(value) is not str:
             if isinstance(value, str):
@@ -103,10 +107,12 @@ def _text_source(field: FieldMapping) -> Converter:
             # Salesforce text cannot contain NUL, and the plan uses it as its field separator.
             raise InvalidValue(f"{label}: text contains a NUL character, which Salesforce cannot store")
         # Counted in code points. Salesforce may count a character outside the Basic Multilingual
-        # Plane as two, so a value this check lets through can still fail there; it never rejects
-        # a value that Salesforce would take.
+        # Plane as two, so a value that passes here can still fail there. This check never
+        # rejects a value that Salesforce would store.
         if length is not None and len(text) > length:
             raise InvalidValue(f"{label}: text has {len(text)} characters, the field allows {length}")
+        if required and not text:
+            raise InvalidValue(f"{label}: the field is required, but the value is null")
         return text
 
     return convert
@@ -176,12 +182,17 @@ def _quantum(field: FieldMapping) -> Decimal | None:
 def _decimal_source(field: FieldMapping) -> Converter:
     label = _label(field)
     quantum = _quantum(field)
+    plain = quantum is not None and quantum >= _SMALLEST_PLAIN_QUANTUM
 
     def convert(value: Any) -> str:
         if value is None:
             return NULL_TEXT
         number = value if type(value) is Decimal and value.is_finite() else _to_decimal(value, label)
         try:
+            if plain:  # the common case of _decimal_text, inlined because it runs per row
+                rounded = number.quantize(quantum, ROUND_HALF_UP)
+                text = str(rounded)
+                return text[1:] if text[0] == "-" and not rounded else text
             return _decimal_text(number, quantum)
         except InvalidOperation as err:
             raise InvalidValue(f"{label}: {value!r} has more digits than a decimal can hold") from err
@@ -319,11 +330,18 @@ def _boolean_target(field: FieldMapping) -> Converter:
 def _date_source(field: FieldMapping) -> Converter:
     label = _label(field)
 
+    texts: dict[date, str] = {}
+
     def convert(value: Any) -> str:
         if value is None:
             return NULL_TEXT
         if type(value) is date:
-            return value.isoformat()
+            text = texts.get(value)
+            if text is None:
+                text = value.isoformat()
+                if len(texts) < _MAX_CACHED_DAYS:
+                    texts[value] = text
+            return text
         if isinstance(value, datetime):
             raise InvalidValue(f"{label}: expected a date, got a datetime; convert it to a date in the query")
         if isinstance(value, date):
@@ -350,15 +368,29 @@ def _date_target(field: FieldMapping) -> Converter:
     return convert
 
 
+# Texts of days and of seconds within a day, cached because formatting a datetime field costs more
+# than any other conversion per row. The caps bound the memory to a few MB.
+_MAX_CACHED_DAYS = 100_000
+_day_texts: dict[int, str] = {}
+_second_texts: dict[int, str] = {}
+
+
 def _datetime_text(moment: datetime) -> str:
     """Write an aware datetime in UTC, truncated to whole seconds, as Salesforce returns it."""
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    # %-formatting is about twice as fast as isoformat() or strftime() here, and this runs per row.
-    return _DATETIME_FORMAT % (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
-
-
-_DATETIME_FORMAT = "%04d-%02d-%02dT%02d:%02d:%02d.000Z"
+    day = moment.toordinal()
+    day_text = _day_texts.get(day)
+    if day_text is None:
+        day_text = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+        if len(_day_texts) < _MAX_CACHED_DAYS:
+            _day_texts[day] = day_text
+    second = moment.hour * 3600 + moment.minute * 60 + moment.second
+    second_text = _second_texts.get(second)
+    if second_text is None:
+        second_text = f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.000Z"
+        _second_texts[second] = second_text  # at most 86,400 entries
+    return day_text + second_text
 
 
 def _datetime_source(field: FieldMapping) -> Converter:

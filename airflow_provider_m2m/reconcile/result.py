@@ -18,16 +18,16 @@ MAX_KEYS_IN_MESSAGE = 20
 
 
 class AccountingError(RuntimeError):
-    """The write outcomes do not account for every planned record exactly once."""
+    """Raised when the write outcomes do not account for every planned record exactly once."""
 
 
 class FailureThresholdError(RuntimeError):
-    """More records failed or stayed unprocessed than the run allows."""
+    """Raised when more records failed or stayed unprocessed than the run allows."""
 
 
 @dataclass(frozen=True)
 class RecordOutcome:
-    """What Salesforce did with one planned record, as the writer read it from the results.
+    """Outcome of one planned record, as the writer read it from Salesforce's results.
 
     `status` is "created", "updated", "failed" (with Salesforce's error) or "unprocessed" (the
     job ended before it reached the record).
@@ -93,7 +93,7 @@ class ReconcileResult:
         """Raise FailureThresholdError when failed plus unprocessed records exceed a threshold.
 
         `max_failed` is a count of records. `max_failed_fraction`, when given, is a share of the
-        source rows read (0.01 allows 1%), and a run fails only when it exceeds both thresholds.
+        source rows read (0.01 allows 1%). With both, the larger allowance applies.
         """
         not_written = self.failed + self.unprocessed
         over_count = not_written > max_failed
@@ -132,9 +132,9 @@ def account(plan: Plan, outcomes: Iterable[RecordOutcome]) -> ReconcileResult:
     """Count the outcome of every planned write and of every row the plan rejected.
 
     An outcome's status decides its count, so a planned create that Salesforce reports as updated
-    (someone created the record after the target was read) counts as updated. Outcome keys that
-    the plan does not have, keys with more than one outcome and planned keys with none are
-    recorded in `problems`; call `check_totals` to stop the run on them.
+    (someone created the record after the target was read) counts as updated. Three kinds of
+    problem go to `problems`: outcome keys that were not planned, keys with more than one outcome,
+    and planned keys with none. `check_totals` raises on any of them.
     """
     key_name = plan.mapping.key.target
     planned = {record[key_name] for record in plan.iter_writes()}

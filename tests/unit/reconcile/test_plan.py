@@ -299,7 +299,7 @@ def test_orphans_listed_not_written():
 
 
 def test_orphans_logged_when_included(caplog):
-    caplog.set_level("INFO", logger="airflow_provider_m2m.reconcile.plan")
+    caplog.set_level("INFO", logger="airflow_provider_m2m.reconcile.diff")
 
     plan_changes([], [target_record("Z9")], MAPPING, include_orphans=True)
 
