@@ -1,0 +1,59 @@
+"""Provider registration: schema-valid provider info and the connection forms Airflow builds from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import airflow
+import jsonschema
+import pytest
+from airflow.providers_manager import ProvidersManager
+from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+from airflow_provider_m2m.get_provider_info import get_provider_info
+
+CONN_TYPES = ["oauth_m2m", "bigquery_m2m", "snowflake_m2m", "salesforce_m2m"]
+
+
+def test_matches_airflow_runtime_schema() -> None:
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+
+    jsonschema.validate(get_provider_info(), schema)
+
+
+def test_connection_types_match_yaml_schema() -> None:
+    schema = json.loads((Path(airflow.__file__).parent / "provider.yaml.schema.json").read_text())
+    connection_schema = schema["properties"]["connection-types"]
+
+    jsonschema.validate(get_provider_info()["connection-types"], connection_schema)
+
+
+def test_every_field_has_label_and_description() -> None:
+    for connection_type in get_provider_info()["connection-types"]:
+        for name, definition in connection_type["conn-fields"].items():
+            assert definition["label"], name
+            assert definition.get("description"), name
+
+
+def test_secret_fields_are_sensitive() -> None:
+    secret_names = {"private_key", "private_key_passphrase", "secondary_client_secret", "client_secret", "key_json"}
+    for connection_type in get_provider_info()["connection-types"]:
+        for name, definition in connection_type["conn-fields"].items():
+            if name in secret_names:
+                assert definition["schema"].get("format") == "password", (connection_type["connection-type"], name)
+
+
+@pytest.mark.parametrize("conn_type", CONN_TYPES)
+def test_providers_manager_loads_form(conn_type: str) -> None:
+    manager = ProvidersManager()
+
+    behaviour = manager.field_behaviours[conn_type]
+    widgets = [name for name in manager.connection_form_widgets if name.startswith(f"extra__{conn_type}__")]
+    hook = ProvidersManagerTaskRuntime().hooks[conn_type]
+
+    assert "extra" in behaviour["hidden_fields"]
+    assert widgets
+    assert all(name.startswith(f"extra__{conn_type}__") for name in behaviour["placeholders"] if "__" in name)
+    assert hook is not None
+    assert hook.hook_class_name.startswith("airflow_provider_m2m.hooks.")
