@@ -26,6 +26,7 @@ not parse raises `ValueError`.
 from __future__ import annotations
 
 import math
+import numbers
 import unicodedata
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -53,7 +54,7 @@ def source_converter(field: FieldMapping) -> Converter:
     def convert_required(value: Any) -> str:
         text = convert(value)
         if text == NULL_TEXT:
-            raise InvalidValue(f"{label}: the field is required, but the value is null")
+            raise InvalidValue(f"{label}: the field is required, but the value is null or empty")
         return text
 
     return convert_required
@@ -79,7 +80,7 @@ def _type_name(value: Any) -> str:
 
 
 def _nfc(text: str) -> str:
-    # ASCII text is always in NFC, and str.isascii() reads a flag, so the common case costs nothing.
+    # ASCII text is always in NFC, and str.isascii() only reads a flag, so ASCII skips normalisation.
     if text.isascii():
         return text
     return unicodedata.normalize("NFC", text)
@@ -93,7 +94,7 @@ def _text_source(field: FieldMapping) -> Converter:
     def convert(value: Any) -> str:
         if value is None:
             if required:
-                raise InvalidValue(f"{label}: the field is required, but the value is null")
+                raise InvalidValue(f"{label}: the field is required, but the value is null or empty")
             return NULL_TEXT
         if type(value) is not str:
             if isinstance(value, str):
@@ -112,7 +113,7 @@ def _text_source(field: FieldMapping) -> Converter:
         if length is not None and len(text) > length:
             raise InvalidValue(f"{label}: text has {len(text)} characters, the field allows {length}")
         if required and not text:
-            raise InvalidValue(f"{label}: the field is required, but the value is null")
+            raise InvalidValue(f"{label}: the field is required, but the value is null or empty")
         return text
 
     return convert
@@ -166,10 +167,14 @@ def _to_decimal(value: Any, label: str) -> Decimal:
             number = Decimal(value.strip())
         except InvalidOperation as err:
             raise InvalidValue(f"{label}: {value!r} is not a number") from err
-    elif isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+    elif isinstance(value, bool) or not isinstance(value, (numbers.Real, Decimal)):
         raise InvalidValue(f"{label}: expected a number, got {_type_name(value)}")
+    elif isinstance(value, Decimal):
+        number = Decimal(value)  # a subclass of Decimal
+    elif isinstance(value, numbers.Integral):
+        number = Decimal(int(value))  # a subclass of int, or numpy.int64 and the like
     else:
-        return _to_decimal(kind.__mro__[1](value), label)  # a subclass of int, float or Decimal
+        return _to_decimal(float(value), label)  # a subclass of float, or numpy.float32 and the like
     if not number.is_finite():
         raise InvalidValue(f"{label}: {value!r} is not a number Salesforce can store, so it is never sent")
     return number

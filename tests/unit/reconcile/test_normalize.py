@@ -218,3 +218,15 @@ def test_datetime_year_before_1000_padded():
 def test_comparable_form_is_stable(kind, value, options):
     text = source(kind, value, **options)
     assert target(kind, text, **options) == text
+
+
+def test_number_subclasses_accepted():
+    class Amount(Decimal):
+        pass
+
+    class Count(int):
+        pass
+
+    assert source(FieldType.DECIMAL, Amount("1.005"), scale=2) == "1.01"
+    assert source(FieldType.DECIMAL, Count(3), scale=2) == "3.00"
+    assert source(FieldType.INTEGER, Count(3)) == "3"
