@@ -282,6 +282,27 @@ def _credential_config(fields: ConnectionFields) -> dict[str, Any]:
     return info
 
 
+def _external_account_credentials(
+    fields: ConnectionFields, info: dict[str, Any], scopes: Sequence[str]
+) -> google.auth.credentials.Credentials:
+    """Build workload identity federation credentials without a network call.
+
+    google.auth.load_credentials_from_dict would also look up the pool's project, which reads
+    the subject token and calls Google's STS while the connection is only being read.
+    """
+    from google.auth import aws, identity_pool, pluggable
+
+    source = info.get("credential_source") or {}
+    try:
+        if info.get("subject_token_type") == "urn:ietf:params:aws:token-type:aws4_request":
+            return aws.Credentials.from_info(info, scopes=list(scopes))
+        if isinstance(source, Mapping) and source.get("executable") is not None:
+            return pluggable.Credentials.from_info(info, scopes=list(scopes))
+        return identity_pool.Credentials.from_info(info, scopes=list(scopes))
+    except (ValueError, google.auth.exceptions.GoogleAuthError) as err:
+        raise fields.error("credential_config", f"google-auth rejected the configuration: {err}") from None
+
+
 def build_bigquery_settings(fields: ConnectionFields, transport: google.auth.transport.requests.Request | None = None) -> BigQuerySettings:
     """Validate the connection and build its google-auth credentials (no network request)."""
     sources = [name for name in ("key_json", "key_path", "credential_config") if fields.is_set(name)]
@@ -307,11 +328,8 @@ def build_bigquery_settings(fields: ConnectionFields, transport: google.auth.tra
         material: dict[str, Any] = {"key": hashlib.sha256(json.dumps(_normalize_private_key(info), sort_keys=True).encode()).hexdigest()}
     else:
         info = _credential_config(fields)
-        try:
-            credentials, default_project = google.auth.load_credentials_from_dict(info, scopes=list(source_scopes))
-        except google.auth.exceptions.DefaultCredentialsError as err:
-            raise fields.error("credential_config", f"google-auth rejected the configuration: {err}") from None
-        default_project = default_project or info.get("quota_project_id")
+        credentials = _external_account_credentials(fields, info, source_scopes)
+        default_project = info.get("quota_project_id")
         material = {"config": info}
 
     if target:

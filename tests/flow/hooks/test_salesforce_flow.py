@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from simple_salesforce import Salesforce
 
-from airflow_provider_m2m.hooks.salesforce import SalesforceLoginError, SalesforceM2MHook
+from airflow_provider_m2m.hooks.salesforce import SalesforceApiError, SalesforceLoginError, SalesforceM2MHook
 from airflow_provider_m2m.reconcile.mapping import NULL
 from airflow_provider_m2m.sandbox import Sandbox
 
@@ -220,3 +220,32 @@ def test_wrong_consumer_secret_says_what_to_change(sandbox: Sandbox, derive_conn
     assert repr(conn_id) in message
     assert "consumer secret (password)" in message
     assert "not-the-consumer-secret" not in message
+
+
+def test_bulk_upsert_polls_a_slow_job(sandbox: Sandbox) -> None:
+    hook = SalesforceM2MHook()
+    sandbox.salesforce.set_processing_delay(1.5)
+    status_calls = sandbox.salesforce.api_calls["bulk_ingest_status"]
+    try:
+        outcomes = hook.upsert_records(
+            OBJECT, KEY, [{KEY: f"SLW-{n:06d}", "Name": "Slow job"} for n in range(12)], bulk_threshold=10
+        )
+    finally:
+        sandbox.salesforce.set_processing_delay(0)
+
+    assert _statuses(outcomes) == Counter({"created": 12})
+    # Polls at 0.5 s, then 1 s later: at least two status reads before the job completes.
+    assert sandbox.salesforce.api_calls["bulk_ingest_status"] - status_calls >= 2
+
+
+def test_bulk_job_timeout_names_the_job(sandbox: Sandbox) -> None:
+    hook = SalesforceM2MHook(bulk_job_timeout_seconds=1)
+    sandbox.salesforce.set_processing_delay(5)
+    try:
+        with pytest.raises(SalesforceApiError) as raised:
+            hook.upsert_records(OBJECT, KEY, [{KEY: f"TMO-{n:06d}", "Name": "Timeout"} for n in range(12)], bulk_threshold=10)
+    finally:
+        sandbox.salesforce.set_processing_delay(0)
+        sandbox.salesforce.wait_for_jobs()
+
+    assert "bulk_job_timeout_seconds" in str(raised.value)
