@@ -27,6 +27,10 @@ from airflow_provider_m2m.auth.token import (
 
 log = logging.getLogger(__name__)
 
+# Pause after a failed renewal while the current token is still valid. Without it every
+# caller would wait through a full retry budget in turn during a token endpoint outage.
+RENEWAL_RETRY_SECONDS = 15.0
+
 
 @dataclass
 class _Slot:
@@ -34,6 +38,8 @@ class _Slot:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     token: AccessToken | None = None
+    # time.monotonic() before which a due token is served without another renewal attempt.
+    renew_after: float = 0.0
 
 
 _slots: dict[str, _Slot] = {}
@@ -149,8 +155,11 @@ class TokenProvider:
             if state is Freshness.FRESH:
                 metrics.incr(metrics.CACHE_HITS, self._tags(level="memory"))
                 return seen
-            if state is Freshness.DUE and self._slot.lock.locked():
-                # Another thread is renewing; the current token stays valid meanwhile.
+            if state is Freshness.DUE and (
+                self._slot.lock.locked() or time.monotonic() < self._slot.renew_after
+            ):
+                # Another thread is renewing, or renewal failed moments ago. The current
+                # token stays valid meanwhile.
                 return seen
         with self._slot.lock:
             return self._get_token_locked(force, seen)
@@ -198,6 +207,7 @@ class TokenProvider:
                         err,
                         fallback.expires_at.isoformat(timespec="seconds"),
                     )
+                    self._slot.renew_after = time.monotonic() + RENEWAL_RETRY_SECONDS
                     return fallback
                 raise
             self.cache.store(self.cache_key, token)

@@ -88,6 +88,25 @@ def test_failed_renewal_keeps_valid_token(caplog):
     assert any("'unit'" in record.getMessage() for record in caplog.records)
 
 
+def test_failed_renewal_pauses_attempts():
+    grant = CountingGrant()
+    provider = _provider(grant)
+    with time_machine.travel(datetime.now(UTC), tick=False) as traveller:
+        first = provider.get_token()
+        traveller.shift(timedelta(minutes=59))
+        grant.failure = TokenEndpointError("HTTP 503 after 4 attempts", retryable=True)
+        provider.get_token()
+        calls_after_failure = grant.calls
+
+        assert provider.get_token() is first
+        assert grant.calls == calls_after_failure
+
+        # The pause runs on time.monotonic, which time_machine leaves alone, so end it by hand.
+        grant.failure = None
+        provider._slot.renew_after = 0.0
+        assert provider.get_token() is not first
+
+
 def test_failed_renewal_of_expired_token_raises():
     grant = CountingGrant()
     provider = _provider(grant)
