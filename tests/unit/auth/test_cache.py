@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.fernet import Fernet
 
-from airflow_provider_m2m.auth import AccessToken, FileTokenCache, NullTokenCache
+from airflow_provider_m2m.auth import AccessToken, FileTokenCache, NullTokenCache, default_node_cache
 
 FINGERPRINT = "ab" * 32
 
@@ -144,3 +144,28 @@ def test_held_lock_times_out_with_warning(tmp_path, monkeypatch, caplog):
 
     assert 0.2 <= waited < 2.0
     assert any("still held" in record.getMessage() for record in caplog.records)
+
+
+def test_default_node_cache_reads_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("M2M_TOKEN_CACHE_DIR", str(tmp_path / "node"))
+    monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", Fernet.generate_key().decode())
+
+    cache = default_node_cache()
+
+    assert isinstance(cache, FileTokenCache)
+    assert cache.directory == tmp_path / "node"
+    assert cache.encrypted is True
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="changing a directory's owner needs root")
+def test_foreign_directory_turns_cache_off(tmp_path, monkeypatch, caplog):
+    directory = tmp_path / "foreign"
+    directory.mkdir(mode=0o700)
+    os.chown(directory, 12345, -1)
+    monkeypatch.setenv("M2M_TOKEN_CACHE_DIR", str(directory))
+
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_m2m.auth"):
+        cache = default_node_cache()
+
+    assert isinstance(cache, NullTokenCache)
+    assert any("another user" in record.getMessage() for record in caplog.records)
