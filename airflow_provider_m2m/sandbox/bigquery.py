@@ -6,17 +6,23 @@ only when it carries a Bearer access token that the sandbox's OAuth server issue
 expired or been revoked, as Google's front end does. Clients therefore authenticate the real way:
 google-auth signs a service-account assertion, trades it for a token at the OAuth server, and
 sends that token here.
+
+Tests inject query faults through the gateway: `answer_incomplete` makes the next responses report
+a job as still running, and `fail_next_query` makes the next query job fail with its error in
+HTTP 200 bodies, as BigQuery reports a job that fails after it started.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -62,6 +68,10 @@ _INVALID_CREDENTIALS = (
     "Request had invalid authentication credentials. Expected OAuth 2 access token, "
     "login cookie or other valid authentication credential."
 )
+
+
+# jobs.query (POST .../queries), jobs.getQueryResults (GET .../queries/{job}) and jobs.get (GET .../jobs/{job}).
+_QUERY_CALL_PATH = re.compile(r"^/bigquery/v2/projects/(?P<project>[^/]+)/(?P<collection>queries|jobs)(?:/(?P<job>[^/]+))?/?$")
 
 
 def _google_error(status: int, message: str, reason: str, status_name: str, headers: Mapping[str, str] | None = None) -> Response:
@@ -113,6 +123,18 @@ class BigQueryEmulator:
         self.process.stop()
 
 
+@dataclass
+class QueryFaults:
+    """Query faults the gateway injects, set by tests through `BigQueryGateway`."""
+
+    # How many more responses of jobs.query, getQueryResults and jobs.get report the job as running.
+    incomplete_answers: int = 0
+    # errorResult for the next query job, as BigQuery's ErrorProto: reason, message, location.
+    next_query_error: dict[str, str] | None = None
+    # Job id -> errorResult of query jobs that this gateway reports as failed.
+    failed_jobs: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
 class BigQueryGateway:
     """An App that checks the Bearer token of each request and forwards it to bqemulator."""
 
@@ -120,7 +142,31 @@ class BigQueryGateway:
         self.upstream_url = upstream_url.rstrip("/")
         self.oauth = oauth
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self.faults = QueryFaults()
         self.rejected = 0  # count of requests rejected with 401 or 403, for tests
+
+    # -- fault hooks for tests --------------------------------------------------------------------
+
+    def answer_incomplete(self, answers: int) -> None:
+        """Report the job as still running in the next `answers` responses to jobs.query,
+        getQueryResults and jobs.get, as BigQuery does while a query outlasts the request's `timeoutMs`."""
+        with self._lock:
+            self.faults.incomplete_answers = answers
+
+    def fail_next_query(self, message: str = "Query failed, as requested by the test", reason: str = "invalidQuery") -> None:
+        """Make the next query job fail after it started, with the error only in HTTP 200 bodies.
+
+        jobs.query returns jobComplete false. Then jobs.get returns state DONE with
+        `status.errorResult`, and getQueryResults returns jobComplete true with the error in
+        `errors` and no rows.
+        """
+        with self._lock:
+            self.faults.next_query_error = {"reason": reason, "message": message, "location": "query"}
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.faults = QueryFaults()
 
     def _session(self) -> requests.Session:
         # requests.Session is not documented as thread-safe, and the server runs one thread per connection.
@@ -135,7 +181,69 @@ class BigQueryGateway:
         if rejection is not None:
             self.rejected += 1
             return rejection
-        return self._forward(request)
+        match = _QUERY_CALL_PATH.match(request.path)
+        if match is None or not self._faults_armed():
+            return self._forward(request)
+        return self._faulty_query_call(request, match)
+
+    def _faults_armed(self) -> bool:
+        with self._lock:
+            faults = self.faults
+            return bool(faults.incomplete_answers or faults.next_query_error or faults.failed_jobs)
+
+    def _faulty_query_call(self, request: Request, match: re.Match[str]) -> Response:
+        """Respond to jobs.query, getQueryResults or jobs.get with the armed fault applied."""
+        collection, job_id = match["collection"], match["job"]
+        is_query = collection == "queries" and job_id is None and request.method == "POST"
+        is_results = collection == "queries" and job_id is not None and request.method == "GET"
+        is_job = collection == "jobs" and job_id is not None and request.method == "GET"
+        if not (is_query or is_results or is_job):
+            return self._forward(request)
+
+        with self._lock:
+            error = self.faults.failed_jobs.get(job_id or "")
+            incomplete = error is None and self.faults.incomplete_answers > 0
+            if incomplete:
+                self.faults.incomplete_answers -= 1
+            new_error = self.faults.next_query_error if is_query else None
+            self.faults.next_query_error = None if is_query else self.faults.next_query_error
+
+        reference = {"projectId": match["project"], "jobId": job_id}
+        if request.query_value("location"):
+            reference["location"] = request.query_value("location")
+        if is_results and error is not None:
+            log.info("BigQuery gateway: getQueryResults of job %s returns its injected error", job_id)
+            return Response.json(
+                200,
+                {"kind": "bigquery#getQueryResultsResponse", "jobReference": reference, "jobComplete": True, "errors": [error]},
+            )
+        if is_results and incomplete:
+            log.info("BigQuery gateway: getQueryResults of job %s returns jobComplete false, as a test requested", job_id)
+            return Response.json(
+                200, {"kind": "bigquery#getQueryResultsResponse", "jobReference": reference, "jobComplete": False}
+            )
+        if is_results:
+            return self._forward(request)
+
+        upstream = self._forward(request, identity_encoding=True)
+        if upstream.status != 200:
+            return upstream
+        body = json.loads(upstream.body)
+        if is_query and (new_error is not None or incomplete):
+            # The job ran in bqemulator, and only the response claims it has not finished.
+            reference = body.get("jobReference") or reference
+            if new_error is not None:
+                with self._lock:
+                    self.faults.failed_jobs[str(reference.get("jobId"))] = new_error
+            log.info("BigQuery gateway: jobs.query of job %s returns jobComplete false, as a test requested", reference.get("jobId"))
+            return Response.json(200, {"kind": "bigquery#queryResponse", "jobReference": reference, "jobComplete": False})
+        if is_job and error is not None:
+            log.info("BigQuery gateway: jobs.get of job %s returns DONE with its injected error", job_id)
+            body["status"] = {"state": "DONE", "errorResult": error, "errors": [error]}
+        elif is_job and incomplete:
+            log.info("BigQuery gateway: jobs.get of job %s returns RUNNING, as a test requested", job_id)
+            body["status"] = {"state": "RUNNING"}
+        return Response.json(200, body)
 
     def _check_token(self, request: Request) -> Response | None:
         authorization = request.headers.get("Authorization") or ""
@@ -160,11 +268,15 @@ class BigQueryGateway:
             )  # fmt: skip
         return None
 
-    def _forward(self, request: Request) -> Response:
+    def _forward(self, request: Request, *, identity_encoding: bool = False) -> Response:
+        """Send the request to bqemulator; `identity_encoding` asks for an uncompressed body to edit."""
         url = self.upstream_url + request.path
         if request.query:
             url += "?" + urlencode(request.query, doseq=True)
         headers = {name: value for name, value in request.headers.items() if name.lower() not in _HOP_BY_HOP}
+        if identity_encoding:
+            headers = {name: value for name, value in headers.items() if name.lower() != "accept-encoding"}
+            headers["Accept-Encoding"] = "identity"
         try:
             upstream = self._session().request(
                 request.method,

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import ssl
+import struct
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -71,6 +73,14 @@ class Response:
         return cls(status, text.encode("utf-8"), {"Content-Type": f"{content_type};charset=UTF-8"})
 
 
+class ConnectionReset(Exception):
+    """Raised by an App to drop the connection with a TCP reset instead of sending a response.
+
+    Tests use it to inject the network fault a client sees when a proxy or load balancer kills
+    the connection mid-request.
+    """
+
+
 class App(Protocol):
     def handle(self, request: Request) -> Response: ...
 
@@ -121,6 +131,9 @@ def _handler_class(app: App, name: str) -> type[BaseHTTPRequestHandler]:
             )
             try:
                 response = app.handle(request)
+            except ConnectionReset:
+                self._reset()
+                return
             except Exception:
                 log.exception("%s sandbox failed on %s %s", name, self.command, split.path)
                 response = Response.json(500, {"error": "server_error"})
@@ -131,6 +144,12 @@ def _handler_class(app: App, name: str) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(response.body)
+
+        def _reset(self) -> None:
+            # SO_LINGER on with a zero timeout makes close() send RST instead of FIN.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            log.info("%s sandbox reset the connection of %s %s, as a test requested", name, self.command, self.path)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
 

@@ -7,7 +7,8 @@ start, so a resource server in the same process can check them with `is_active`.
 
 Tests drive it in process. Each client has its own token lifetime and up to two valid secrets.
 `grants_issued` counts successful grants, `revoke` ends a token early, and `script` queues
-responses such as 429 or 503 for the next token requests. `/api/...` is a protected resource
+responses such as 429 or 503, a slow response or a connection reset for the next token requests.
+`assertions` keeps the claims of every assertion whose signature checked out. `/api/...` is a protected resource
 that returns the caller's token claims, so a client has an API to call with its token.
 """
 
@@ -32,7 +33,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from airflow_provider_m2m.sandbox.http import Request, Response, Router, SandboxServer
+from airflow_provider_m2m.sandbox.http import ConnectionReset, Request, Response, Router, SandboxServer
 from airflow_provider_m2m.sandbox.tls import TLSFiles
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ class OAuthClient:
 class ScriptedResponse:
     """A response the token endpoint sends instead of handling the next request.
 
-    With `pass_through` the request waits `delay_seconds` and is then handled normally.
+    With `pass_through` the request waits `delay_seconds` and is then handled normally. With
+    `reset_connection` the server waits `delay_seconds` and drops the connection with a TCP reset.
     """
 
     status: int = 503
@@ -100,6 +102,7 @@ class ScriptedResponse:
     headers: Mapping[str, str] = field(default_factory=dict)
     delay_seconds: float = 0.0
     pass_through: bool = False
+    reset_connection: bool = False
 
     @classmethod
     def too_many_requests(cls, retry_after_seconds: int = 1) -> ScriptedResponse:
@@ -121,6 +124,10 @@ class ScriptedResponse:
     @classmethod
     def delay(cls, seconds: float) -> ScriptedResponse:
         return cls(delay_seconds=seconds, pass_through=True)
+
+    @classmethod
+    def connection_reset(cls) -> ScriptedResponse:
+        return cls(status=0, reset_connection=True)
 
 
 @dataclass(frozen=True)
@@ -150,6 +157,8 @@ class OAuthServer:
         self.grant_counts: Counter[str] = Counter()
         self.token_requests: list[TokenRequestRecord] = []
         self.issued_tokens: list[str] = []  # every access token issued, for leak scans
+        # (client id, claims) of every assertion with a valid signature, reused or not, in arrival order.
+        self.assertions: list[tuple[str, dict[str, Any]]] = []
 
         self._router = Router()
         self._router.add("POST", "/token", self._token)
@@ -326,6 +335,9 @@ class OAuthServer:
         if scripted is not None:
             if scripted.delay_seconds:
                 time.sleep(scripted.delay_seconds)
+            if scripted.reset_connection:
+                self._record(claimed_client, request, None, 0, "connection_reset")
+                raise ConnectionReset
             if not scripted.pass_through:
                 self._record(claimed_client, request, None, scripted.status, (scripted.body or {}).get("error"))
                 return Response.json(scripted.status, dict(scripted.body or {}), {**_NO_STORE, **scripted.headers})
@@ -456,6 +468,8 @@ class OAuthServer:
             leeway=CLOCK_SKEW_SECONDS,
             options={"require": ["iss", "aud", "exp"]},
         )
+        with self._lock:
+            self.assertions.append((client.client_id, dict(claims)))
         now = time.time()
         if claims["exp"] - claims.get("iat", now) > MAX_ASSERTION_LIFETIME_SECONDS + CLOCK_SKEW_SECONDS:
             raise jwt.InvalidTokenError(f"assertion lifetime exceeds {MAX_ASSERTION_LIFETIME_SECONDS} seconds")

@@ -178,6 +178,8 @@ class IngestFaults:
     fail_plans: list[tuple[int, str]] = field(default_factory=list)
     # Seconds each job waits InProgress before its records are written.
     processing_delay_seconds: float = 0.0
+    # External id (as `match_key` folds it) -> validation message for rows that upsert jobs reject.
+    rejected_keys: dict[str, str] = field(default_factory=dict)
 
 
 class BulkApi:
@@ -478,6 +480,10 @@ class BulkApi:
         if key and match_key(key) in duplicates:
             message = f"Duplicate external id specified: {key}"
             return SaveResult.failed(RecordError("DUPLICATE_EXTERNAL_ID", message, (external_field.name,)))
+        rejection = self.faults.rejected_keys.get(match_key(key)) if key else None
+        if rejection is not None:
+            # What a failing validation rule reports; the record is left as it was.
+            return SaveResult.failed(RecordError("FIELD_CUSTOM_VALIDATION_EXCEPTION", rejection))
         return self.store.upsert(job.object_def, external_field, changes.get(external_field), changes, user_id=job.created_by)
 
     # -- query ------------------------------------------------------------------------------------

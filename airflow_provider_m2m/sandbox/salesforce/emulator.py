@@ -27,7 +27,7 @@ from airflow_provider_m2m.sandbox.salesforce.ids import ORG_PREFIX, USER_PREFIX
 from airflow_provider_m2m.sandbox.salesforce.oauth import ConnectedApp, Session, Sessions, TokenEndpoint
 from airflow_provider_m2m.sandbox.salesforce.objects import DEFAULT_OBJECTS, ObjectDef
 from airflow_provider_m2m.sandbox.salesforce.rest import NOT_FOUND, ApiError, RestApi
-from airflow_provider_m2m.sandbox.salesforce.store import Record, Store
+from airflow_provider_m2m.sandbox.salesforce.store import Record, Store, match_key
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +250,15 @@ class SalesforceEmulator:
         """Copies of every record of an object, field name -> stored Python value."""
         return self.store.copies(self._object(object_name))
 
+    def delete_all_records(self, object_name: str) -> int:
+        """Delete every record of an object, so a test can seed it again; return how many were deleted."""
+        object_def = self._object(object_name)
+        with self.lock:
+            record_ids = [record["Id"] for record in self.store.copies(object_def)]
+            for record_id in record_ids:
+                self.store.delete(object_def, record_id)
+        return len(record_ids)
+
     def issued_tokens(self) -> list[str]:
         """Return every access token issued so far, live or expired, for secret leak scans."""
         return self.sessions.tokens()
@@ -283,6 +292,17 @@ class SalesforceEmulator:
         """Make the next ingest job end Failed after `records` records; the rest stay unprocessed."""
         with self.lock:
             self.bulk.faults.fail_plans.append((records, error_message))
+
+    def reject_records(
+        self, external_ids: Iterable[str], message: str = "Rejected by a validation rule, as requested by the test"
+    ) -> None:
+        """Make Bulk API 2.0 upsert jobs fail the rows with these external ids, as a validation rule would.
+
+        The rows end in the job's failed results with FIELD_CUSTOM_VALIDATION_EXCEPTION; other rows
+        are written. Each call replaces the previous list, so an empty one ends the fault.
+        """
+        with self.lock:
+            self.bulk.faults.rejected_keys = {match_key(key): message for key in external_ids}
 
     def set_processing_delay(self, seconds: float) -> None:
         """Hold every ingest job InProgress for `seconds` before it writes records."""
