@@ -49,7 +49,9 @@ def _choice(label: str, description: str, values: list[str], default: str | None
     return {"label": label, "description": description, "schema": schema}
 
 
-def _number(label: str, description: str, *, kind: str = "number", default: Any = None, minimum: float = 0) -> dict[str, Any]:
+def _number(
+    label: str, description: str, *, kind: str = "number", default: Any = None, minimum: float = 0
+) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": [kind, "null"], "minimum": minimum}
     if default is not None:
         schema["default"] = default
@@ -87,20 +89,29 @@ def _oauth_m2m() -> dict[str, Any]:
             ),
             "private_key": _secret("Private key (private_key_jwt)", _PRIVATE_KEY_DESCRIPTION),
             "private_key_passphrase": _secret(
-                "Private key passphrase", "Passphrase of an encrypted private key; empty for an unencrypted key."
+                "Private key passphrase",
+                "Passphrase of an encrypted private key; empty for an unencrypted key.",
             ),
-            "key_id": _text("Key ID (kid)", "Sent as the kid header of the client assertion, when the server needs it."),
+            "key_id": _text(
+                "Key ID (kid)", "Sent as the kid header of the client assertion, when the server needs it."
+            ),
             "signing_algorithm": _choice(
                 "Signing algorithm",
                 "Algorithm of the client assertion: RS256 for an RSA key, ES256 for a P-256 EC key.",
                 ["RS256", "ES256"],
                 default="RS256",
             ),
-            "scope": _text("Scope", "Space-separated scopes to request; empty to get the client's default scopes."),
-            "audience": _text("Audience", "audience parameter of the token request, for servers that need one (Auth0)."),
+            "scope": _text(
+                "Scope", "Space-separated scopes to request; empty to get the client's default scopes."
+            ),
+            "audience": _text(
+                "Audience", "audience parameter of the token request, for servers that need one (Auth0)."
+            ),
             "resource": _text("Resource", "resource parameter (RFC 8707), for servers that need one."),
             "base_url": _text(
-                "API base URL", "Base URL that run() and get_session() resolve relative endpoints against.", format="url"
+                "API base URL",
+                "Base URL that run() and get_session() resolve relative endpoints against.",
+                format="url",
             ),
             "token_params": {
                 "label": "Extra token parameters",
@@ -193,7 +204,9 @@ def _snowflake_m2m() -> dict[str, Any]:
         "hook-name": "Snowflake (key pair or OAuth, M2M)",
         "connection-type": "snowflake_m2m",
         "conn-fields": {
-            "account": _text("Account", "Account identifier, <orgname>-<account_name> or the account locator."),
+            "account": _text(
+                "Account", "Account identifier, <orgname>-<account_name> or the account locator."
+            ),
             "auth": _choice(
                 "Authentication",
                 "key_pair: the user's RSA key signs a JWT. oauth_client_credentials: a token from the "
@@ -203,10 +216,13 @@ def _snowflake_m2m() -> dict[str, Any]:
             ),
             "private_key": _secret("Private key (key_pair)", _PRIVATE_KEY_DESCRIPTION),
             "private_key_passphrase": _secret(
-                "Private key passphrase", "Passphrase of an encrypted private key; empty for an unencrypted key."
+                "Private key passphrase",
+                "Passphrase of an encrypted private key; empty for an unencrypted key.",
             ),
             "token_url": _text(
-                "Token URL (oauth_client_credentials)", "Token endpoint of the external OAuth server.", format="url"
+                "Token URL (oauth_client_credentials)",
+                "Token endpoint of the external OAuth server.",
+                format="url",
             ),
             "client_id": _text("Client ID (oauth_client_credentials)", "OAuth client ID."),
             "client_secret": _secret("Client secret (oauth_client_credentials)", "OAuth client secret."),
@@ -223,9 +239,15 @@ def _snowflake_m2m() -> dict[str, Any]:
             "database": _text("Database", "Default database of the session."),
             "schema": _text("Schema", "Default schema of the session."),
             "role": _text("Role", "Role of the session; default the user's default role."),
-            "host": _text("Host", "Only for a non-standard endpoint; default <account>.snowflakecomputing.com."),
-            "port": _number("Port", "Only for a non-standard endpoint; default 443.", kind="integer", minimum=1),
-            "protocol": _choice("Protocol", "Only for a non-standard endpoint; default https.", ["https", "http"]),
+            "host": _text(
+                "Host", "Only for a non-standard endpoint; default <account>.snowflakecomputing.com."
+            ),
+            "port": _number(
+                "Port", "Only for a non-standard endpoint; default 443.", kind="integer", minimum=1
+            ),
+            "protocol": _choice(
+                "Protocol", "Only for a non-standard endpoint; default https.", ["https", "http"]
+            ),
             "ca_bundle": _text("CA bundle", _CA_BUNDLE_DESCRIPTION),
             "timeout": _number("Timeout (seconds)", _TIMEOUT_DESCRIPTION, default=30),
         },
@@ -263,7 +285,8 @@ def _salesforce_m2m() -> dict[str, Any]:
             "username": _text("Username (jwt_bearer)", "Salesforce username the JWT bearer flow logs in as."),
             "private_key": _secret("Private key (jwt_bearer)", _PRIVATE_KEY_DESCRIPTION),
             "private_key_passphrase": _secret(
-                "Private key passphrase", "Passphrase of an encrypted private key; empty for an unencrypted key."
+                "Private key passphrase",
+                "Passphrase of an encrypted private key; empty for an unencrypted key.",
             ),
             "is_sandbox": {
                 "label": "Sandbox org (jwt_bearer)",
@@ -272,7 +295,9 @@ def _salesforce_m2m() -> dict[str, Any]:
                 "schema": {"type": ["boolean", "null"], "default": False},
             },
             "audience": _text(
-                "Assertion audience (jwt_bearer)", "Overrides the audience that Sandbox org selects.", format="url"
+                "Assertion audience (jwt_bearer)",
+                "Overrides the audience that Sandbox org selects.",
+                format="url",
             ),
             "token_host": _text(
                 "Token host (jwt_bearer)",

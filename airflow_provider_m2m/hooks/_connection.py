@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Fields of the Connection model itself. A hook names the ones it reads; every other field name,
-# including a standard name the hook does not read, is a key of the `extra` JSON.
+# Fields of the Connection model itself. A hook names the ones it reads, and every other field
+# name is a key of the `extra` JSON, also a standard name that the hook does not read.
 STANDARD_FIELDS = frozenset({"host", "login", "password", "schema", "port"})
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -58,7 +58,7 @@ class ConnectionFieldError(ValueError):
 
 
 def register_airflow_hooks() -> None:
-    """Send every secret the provider sees to Airflow's secret masker, and its metrics to `Stats`.
+    """Send every secret the provider handles to Airflow's secret masker, and its metrics to `Stats`.
 
     Called by each hook when it is built. Outside Airflow (the `auth` package used alone) the
     imports fail and nothing is registered.
@@ -115,7 +115,10 @@ class ConnectionFields:
     """
 
     def __init__(
-        self, connection: Connection, conn_type: str, standard_fields: Iterable[str] = ("host", "login", "password")
+        self,
+        connection: Connection,
+        conn_type: str,
+        standard_fields: Iterable[str] = ("host", "login", "password"),
     ) -> None:
         self.connection_id: str = connection.conn_id
         self.conn_type = conn_type
@@ -219,7 +222,9 @@ class ConnectionFields:
         hint: str = "",
     ) -> str | None:
         allowed = list(choices)
-        value = self.text(field, required=required, default=default, hint=hint or f"set it to one of {', '.join(allowed)}")
+        value = self.text(
+            field, required=required, default=default, hint=hint or f"set it to one of {', '.join(allowed)}"
+        )
         if value is None:
             return None
         if value not in allowed:
@@ -270,11 +275,13 @@ class ConnectionFields:
         value = self.number(field, default=default, minimum=minimum, integer=True)
         return None if value is None else int(value)
 
-    def url(self, field: str, *, required: bool = False, default: str | None = None, hint: str = "") -> str | None:
+    def url(
+        self, field: str, *, required: bool = False, default: str | None = None, hint: str = ""
+    ) -> str | None:
         """Return an absolute https URL; plain http is accepted only for a loopback host.
 
         RFC 6749 section 3.2 and section 2.3.1 require TLS for requests that carry client
-        credentials; a loopback server (a local emulator) is the only exception allowed here.
+        credentials. A loopback server, such as a local emulator, is the only exception allowed here.
         """
         value = self.text(field, required=required, default=default, hint=hint)
         if value is None:
@@ -283,10 +290,14 @@ class ConnectionFields:
         if parts.scheme not in ("https", "http") or not parts.netloc:
             raise self.error(field, f"{value!r} is not an absolute URL; expected https://host/path")
         if parts.scheme == "http" and not _is_loopback(parts.hostname):
-            raise self.error(field, f"{value!r} uses plain http; use https (only a loopback host may use http)")
+            raise self.error(
+                field, f"{value!r} uses plain http; use https (only a loopback host may use http)"
+            )
         return value.rstrip("/")
 
-    def json_object(self, field: str, *, secret: bool = False, required: bool = False, hint: str = "") -> dict[str, Any] | None:
+    def json_object(
+        self, field: str, *, secret: bool = False, required: bool = False, hint: str = ""
+    ) -> dict[str, Any] | None:
         """Return a field holding a JSON object, stored either as an object or as JSON text."""
         value = self.raw(field)
         if value is None:
@@ -339,7 +350,9 @@ class ConnectionFields:
         assert seconds is not None
         return Timeouts(connect=min(seconds, MAX_CONNECT_TIMEOUT_SECONDS), read=seconds)
 
-    def private_key(self, field: str, passphrase_field: str, *, required: bool = False, hint: str = "") -> Any:
+    def private_key(
+        self, field: str, passphrase_field: str, *, required: bool = False, hint: str = ""
+    ) -> Any:
         """Load the private key in `field`, decrypted with `passphrase_field` when that is set.
 
         Returns a `cryptography` private key object, or None when the field is not set and not required.
@@ -412,7 +425,9 @@ ARGUMENT_FIELDS = {
 }
 
 
-def argument_error(fields: ConnectionFields, err: ValueError, overrides: Mapping[str, str] | None = None) -> ConnectionFieldError:
+def argument_error(
+    fields: ConnectionFields, err: ValueError, overrides: Mapping[str, str] | None = None
+) -> ConnectionFieldError:
     """Turn a ValueError from an auth package constructor into an error naming the connection field.
 
     Those messages start with the argument name and contain no secret values.

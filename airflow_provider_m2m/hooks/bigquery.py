@@ -1,11 +1,11 @@
 """BigQuery hook: service-account key or workload identity federation, queries over the REST API.
 
-Credentials come from google-auth, and their access tokens go through the shared TokenProvider:
-`GoogleCredentialsGrant` wraps google-auth's own refresh (the JWT bearer assertion of a service
-account, the STS exchange of an external account, or the IAM Credentials call of impersonation),
-and `TokenProviderCredentials` hands the provider's cached token to google-auth's
-`AuthorizedSession` and to the google-cloud-bigquery client. google-auth keeps the protocol work
-it does well, and this package keeps one token per credential per lifetime on a node.
+Credentials come from google-auth, and their access tokens go through the shared TokenProvider.
+`GoogleCredentialsGrant` wraps google-auth's own refresh: the JWT bearer assertion of a service
+account, the STS exchange of an external account, or the IAM Credentials call of impersonation.
+`TokenProviderCredentials` hands the provider's cached token to google-auth's `AuthorizedSession`
+and to the google-cloud-bigquery client. So google-auth keeps the protocol work it does well, and
+the TokenProvider keeps one token per credential per lifetime on a node.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from airflow_provider_m2m.auth.token import DEFAULT_LIFETIME, utcnow
 from airflow_provider_m2m.hooks._connection import (
     ConnectionFields,
     M2MConnectionMixin,
-    TimeoutSession,
     Timeouts,
+    TimeoutSession,
     build_token_endpoint,
     node_token_cache,
     register_airflow_hooks,
@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://bigquery.googleapis.com/bigquery/v2"
 DEFAULT_SCOPES = ("https://www.googleapis.com/auth/bigquery",)
-# Impersonation calls the IAM Credentials API, which needs this scope on the source credentials.
+# Impersonation calls the IAM Credentials API. google-auth gives a service-account source the
+# scope that call needs, but an external account source needs this one.
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 DEFAULT_PAGE_SIZE = 10_000
 # How long one jobs.query or jobs.getQueryResults call waits on the server for the job to finish
@@ -84,8 +85,18 @@ class _TimeoutRequest(google.auth.transport.requests.Request):
         super().__init__(session)
         self._timeouts = timeouts.as_tuple()
 
-    def __call__(self, url: str, method: str = "GET", body: Any = None, headers: Any = None, timeout: Any = None, **kwargs: Any) -> Any:
-        return super().__call__(url, method=method, body=body, headers=headers, timeout=timeout or self._timeouts, **kwargs)
+    def __call__(
+        self,
+        url: str,
+        method: str = "GET",
+        body: Any = None,
+        headers: Any = None,
+        timeout: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        return super().__call__(
+            url, method=method, body=body, headers=headers, timeout=timeout or self._timeouts, **kwargs
+        )
 
 
 class _CABundleAuthorizedSession(google.auth.transport.requests.AuthorizedSession):
@@ -171,13 +182,15 @@ def _oauth_error_from_refresh(err: google.auth.exceptions.RefreshError) -> Excep
         description = body.get("error_description")
         return oauth_error_for(body["error"], description if isinstance(description, str) else None)
     retryable = bool(getattr(err, "retryable", False))
-    return TokenEndpointError(f"google-auth refresh failed: {err.args[0] if err.args else type(err).__name__}", retryable=retryable)
+    return TokenEndpointError(
+        f"google-auth refresh failed: {err.args[0] if err.args else type(err).__name__}", retryable=retryable
+    )
 
 
 class TokenProviderCredentials(google.auth.credentials.Credentials):
     """google-auth credentials whose token comes from a TokenProvider.
 
-    Every request asks the provider for its token, a cache hit while the token is fresh.
+    Every request gets its token from the provider, a cache hit while the token is fresh.
     `refresh`, which `AuthorizedSession` calls after a 401, drops the rejected token from the
     caches and obtains a new one.
     """
@@ -229,7 +242,9 @@ def _service_account_credentials(
     from airflow_provider_m2m.auth.keys import load_private_key
 
     if info.get("type") != "service_account":
-        raise fields.error(field, f"has type {info.get('type')!r}; expected a service account key (type service_account)")
+        raise fields.error(
+            field, f"has type {info.get('type')!r}; expected a service account key (type service_account)"
+        )
     missing = [name for name in ("client_email", "private_key", "token_uri") if not info.get(name)]
     if missing:
         raise fields.error(field, f"service account key lacks {', '.join(missing)}; paste the whole key file")
@@ -240,7 +255,9 @@ def _service_account_credentials(
     try:
         return service_account.Credentials.from_service_account_info(info, scopes=list(scopes))
     except ValueError as err:
-        raise fields.error(field, f"google-auth rejected the service account key: {type(err).__name__}") from None
+        raise fields.error(
+            field, f"google-auth rejected the service account key: {type(err).__name__}"
+        ) from None
 
 
 def _load_key_file(fields: ConnectionFields) -> dict[str, Any]:
@@ -255,7 +272,9 @@ def _load_key_file(fields: ConnectionFields) -> dict[str, Any]:
     try:
         info = json.loads(text)
     except json.JSONDecodeError as err:
-        raise fields.error("key_path", f"file {path!r} is not valid JSON ({err.msg} at line {err.lineno})") from None
+        raise fields.error(
+            "key_path", f"file {path!r} is not valid JSON ({err.msg} at line {err.lineno})"
+        ) from None
     if not isinstance(info, dict):
         raise fields.error("key_path", f"file {path!r} does not contain a JSON object")
     return info
@@ -270,7 +289,9 @@ def _credential_config(fields: ConnectionFields) -> dict[str, Any]:
             with open(path, encoding="utf-8") as handle:
                 info = json.load(handle)
         except (OSError, json.JSONDecodeError) as err:
-            raise fields.error("credential_config", f"cannot read a JSON object from {path!r}: {err}") from None
+            raise fields.error(
+                "credential_config", f"cannot read a JSON object from {path!r}: {err}"
+            ) from None
     else:
         info = fields.json_object("credential_config")
     if not isinstance(info, dict) or info.get("type") != "external_account":
@@ -303,7 +324,9 @@ def _external_account_credentials(
         raise fields.error("credential_config", f"google-auth rejected the configuration: {err}") from None
 
 
-def build_bigquery_settings(fields: ConnectionFields, transport: google.auth.transport.requests.Request | None = None) -> BigQuerySettings:
+def build_bigquery_settings(
+    fields: ConnectionFields, transport: google.auth.transport.requests.Request | None = None
+) -> BigQuerySettings:
     """Validate the connection and build its google-auth credentials (no network request)."""
     sources = [name for name in ("key_json", "key_path", "credential_config") if fields.is_set(name)]
     if len(sources) != 1:
@@ -325,7 +348,11 @@ def build_bigquery_settings(fields: ConnectionFields, transport: google.auth.tra
         assert info is not None
         credentials = _service_account_credentials(fields, source, info, source_scopes)
         default_project = info.get("project_id")
-        material: dict[str, Any] = {"key": hashlib.sha256(json.dumps(_normalize_private_key(info), sort_keys=True).encode()).hexdigest()}
+        material: dict[str, Any] = {
+            "key": hashlib.sha256(
+                json.dumps(_normalize_private_key(info), sort_keys=True).encode()
+            ).hexdigest()
+        }
     else:
         info = _credential_config(fields)
         credentials = _external_account_credentials(fields, info, source_scopes)
@@ -338,7 +365,10 @@ def build_bigquery_settings(fields: ConnectionFields, transport: google.auth.tra
         )
     project_id = fields.text("project_id") or default_project
     if not project_id:
-        raise fields.error("project_id", "is missing and the credentials name no project; set the project that runs the queries")
+        raise fields.error(
+            "project_id",
+            "is missing and the credentials name no project; set the project that runs the queries",
+        )
     api_url = fields.url("api_url", default=DEFAULT_API_URL)
     assert api_url is not None
     material.update({"scopes": scopes, "impersonate": target, "source": source})
@@ -439,7 +469,9 @@ def convert_cell(field: Mapping[str, Any], cell: Any) -> Any:
     try:
         return parser(value)
     except (ValueError, TypeError, InvalidOperation, binascii.Error) as err:
-        raise BigQueryError(f"column {field.get('name')!r}: cannot parse {field_type} value {value!r}") from err
+        raise BigQueryError(
+            f"column {field.get('name')!r}: cannot parse {field_type} value {value!r}"
+        ) from err
 
 
 def convert_row(fields: Sequence[Mapping[str, Any]], row: Mapping[str, Any]) -> dict[str, Any]:
@@ -459,7 +491,7 @@ def _parameter_type(value: Any, name: str) -> dict[str, Any]:
     if isinstance(value, float):
         return {"type": "FLOAT64"}
     if isinstance(value, Decimal):
-        # NUMERIC holds 38 digits with 9 after the point; wider values need BIGNUMERIC.
+        # NUMERIC has 38 digits of precision with 9 after the point; wider values need BIGNUMERIC.
         exponent = value.as_tuple().exponent
         scale = -exponent if isinstance(exponent, int) and exponent < 0 else 0
         digits = len(value.as_tuple().digits)
@@ -476,7 +508,9 @@ def _parameter_type(value: Any, name: str) -> dict[str, Any]:
         return {"type": "TIME"}
     if isinstance(value, list | tuple):
         if not value:
-            raise ValueError(f"query parameter {name!r} is an empty list, whose element type cannot be inferred")
+            raise ValueError(
+                f"query parameter {name!r} is an empty list, whose element type cannot be inferred"
+            )
         return {"type": "ARRAY", "arrayType": _parameter_type(value[0], name)}
     raise ValueError(f"query parameter {name!r} has unsupported type {type(value).__name__}")
 
@@ -503,7 +537,9 @@ def query_parameters(parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
     for name, value in parameters.items():
         parameter_type = _parameter_type(value, name)
         if parameter_type["type"] == "ARRAY":
-            parameter_value: dict[str, Any] = {"arrayValues": [{"value": _parameter_text(item)} for item in value]}
+            parameter_value: dict[str, Any] = {
+                "arrayValues": [{"value": _parameter_text(item)} for item in value]
+            }
         else:
             parameter_value = {"value": _parameter_text(value)}
         result.append({"name": name, "parameterType": parameter_type, "parameterValue": parameter_value})
@@ -571,7 +607,10 @@ class BigQueryM2MHook(M2MConnectionMixin, BaseHook):
                 scopes=settings.scopes,
             )
             self._provider = TokenProvider(
-                grant, connection_id=settings.connection_id, endpoint=build_token_endpoint(self.connection_fields()), cache=node_token_cache()
+                grant,
+                connection_id=settings.connection_id,
+                endpoint=build_token_endpoint(self.connection_fields()),
+                cache=node_token_cache(),
             )
         return self._provider
 
@@ -697,7 +736,9 @@ class BigQueryM2MHook(M2MConnectionMixin, BaseHook):
             time.sleep(interval)
             interval = min(interval * 2, POLL_MAX_INTERVAL_SECONDS)
 
-    def _result_page(self, job_reference: Mapping[str, Any], page_size: int, page_token: str | None) -> dict[str, Any]:
+    def _result_page(
+        self, job_reference: Mapping[str, Any], page_size: int, page_token: str | None
+    ) -> dict[str, Any]:
         project = job_reference.get("projectId", self.settings.project_id)
         params: dict[str, Any] = {
             "maxResults": page_size,
@@ -709,7 +750,9 @@ class BigQueryM2MHook(M2MConnectionMixin, BaseHook):
         if page_token:
             params["pageToken"] = page_token
         return self._call(
-            "GET", f"projects/{quote(project, safe='')}/queries/{quote(job_reference['jobId'], safe='')}", params=params
+            "GET",
+            f"projects/{quote(project, safe='')}/queries/{quote(job_reference['jobId'], safe='')}",
+            params=params,
         )
 
     def iter_rows(
@@ -717,10 +760,10 @@ class BigQueryM2MHook(M2MConnectionMixin, BaseHook):
     ) -> Iterator[dict[str, Any]]:
         """Run a GoogleSQL query and yield its rows as dicts of Python values, page by page.
 
-        Types: NUMERIC and BIGNUMERIC as Decimal, DATE as date, DATETIME as naive datetime,
-        TIMESTAMP as aware UTC datetime, TIME as time, INT64 as int, FLOAT64 as float (NaN and
-        infinities included), BOOL as bool, BYTES as bytes, JSON parsed, ARRAY as list and STRUCT
-        as dict. `parameters` become named parameters, `@name` in the SQL.
+        NUMERIC and BIGNUMERIC become Decimal, DATE a date, DATETIME a naive datetime and
+        TIMESTAMP an aware UTC datetime. INT64 becomes int, FLOAT64 float (NaN and infinities
+        included), BOOL bool, BYTES bytes and JSON the parsed value. ARRAY becomes a list and
+        STRUCT a dict, recursively. `parameters` become named parameters, `@name` in the SQL.
         """
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
@@ -730,11 +773,11 @@ class BigQueryM2MHook(M2MConnectionMixin, BaseHook):
             self._wait_for_job(job_reference)
             response = self._result_page(job_reference, page_size, None)
         while not response.get("jobComplete"):
-            # getQueryResults can still report an unfinished job right after jobs.get said DONE.
+            # getQueryResults can still report an unfinished job right after jobs.get reported DONE.
             response = self._result_page(job_reference, page_size, None)
         if response.get("errors"):
-            # A query response lists errors and warnings alike; the job's status.errorResult tells
-            # whether the job failed, and _call raises when it did.
+            # A query response lists errors and warnings alike. Only the job's status.errorResult
+            # shows that the job failed, and _call raises when it is set.
             self._get_job(job_reference)
 
         fields = (response.get("schema") or {}).get("fields", [])

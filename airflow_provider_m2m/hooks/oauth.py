@@ -25,19 +25,20 @@ from airflow_provider_m2m.auth.errors import KeyLoadError
 from airflow_provider_m2m.hooks._connection import (
     ConnectionFieldError,
     ConnectionFields,
-    argument_error,
     M2MConnectionMixin,
-    TimeoutSession,
     Timeouts,
+    TimeoutSession,
+    argument_error,
     build_token_endpoint,
-    node_token_cache,
     describe_token,
+    node_token_cache,
     register_airflow_hooks,
 )
 
 log = logging.getLogger(__name__)
 
 CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
+
 
 class BaseUrlSession(TimeoutSession):
     """A session that resolves relative URLs against the API base URL of the connection."""
@@ -87,7 +88,9 @@ class OAuthM2MHook(M2MConnectionMixin, BaseHook):
                 hint="private_key_jwt signs the client assertion with it",
             )
             algorithm = fields.choice("signing_algorithm", SUPPORTED_ALGORITHMS, default="RS256")
-            return PrivateKeyJwt(client_id, private_key, key_id=fields.text("key_id"), algorithm=algorithm or "RS256")
+            return PrivateKeyJwt(
+                client_id, private_key, key_id=fields.text("key_id"), algorithm=algorithm or "RS256"
+            )
         secret = fields.secret(secret_field, required=True, hint=f"{method} sends the client secret")
         assert secret is not None
         if method == "client_secret_post":
@@ -108,7 +111,9 @@ class OAuthM2MHook(M2MConnectionMixin, BaseHook):
 
     def _grant(self, fields: ConnectionFields, token_url: str, client_auth: Any) -> ClientCredentialsGrant:
         token_params = fields.json_object("token_params") or {}
-        extra_params = {str(name): value if isinstance(value, str) else str(value) for name, value in token_params.items()}
+        extra_params = {
+            str(name): value if isinstance(value, str) else str(value) for name, value in token_params.items()
+        }
         resource = fields.raw("resource")
         if isinstance(resource, str):
             resource = resource.split()
@@ -143,14 +148,20 @@ class OAuthM2MHook(M2MConnectionMixin, BaseHook):
                         fields.connection_id,
                     )
                 else:
-                    fallback = self._grant(fields, token_url, self._client_auth(fields, method, "secondary_client_secret"))
+                    fallback = self._grant(
+                        fields, token_url, self._client_auth(fields, method, "secondary_client_secret")
+                    )
         except (ConnectionFieldError, KeyLoadError):
             raise
         except ValueError as err:
             # The auth package validates arguments when built; name the connection field they came from.
             raise argument_error(fields, err) from None
         self._provider = TokenProvider(
-            grant, connection_id=fields.connection_id, endpoint=build_token_endpoint(fields), cache=node_token_cache(), fallback_grant=fallback
+            grant,
+            connection_id=fields.connection_id,
+            endpoint=build_token_endpoint(fields),
+            cache=node_token_cache(),
+            fallback_grant=fallback,
         )
         return self._provider
 
@@ -158,11 +169,14 @@ class OAuthM2MHook(M2MConnectionMixin, BaseHook):
         """Return a valid access token with its expiry and granted scope, from the cache or a new grant."""
         return self.token_provider().get_token(force=force)
 
-    def get_session(self, is_token_rejected: Callable[[requests.Response], bool] | None = None) -> requests.Session:
+    def get_session(
+        self, is_token_rejected: Callable[[requests.Response], bool] | None = None
+    ) -> requests.Session:
         """Return a session that authenticates every request and resolves paths against `base_url`.
 
-        A request the API rejects with `401` and `error="invalid_token"` (RFC 6750 section 3.1), or
-        what `is_token_rejected` says, gets one new token and is sent once more.
+        A request that the API rejects with `401` and `error="invalid_token"` (RFC 6750 section
+        3.1), or whose response `is_token_rejected` returns True for, gets one new token and is
+        sent once more.
         """
         if self._session is not None and is_token_rejected is None:
             return self._session
@@ -178,7 +192,9 @@ class OAuthM2MHook(M2MConnectionMixin, BaseHook):
     def get_conn(self) -> requests.Session:
         return self.get_session()
 
-    def run(self, method: str, endpoint: str, *, check_response: bool = True, **kwargs: Any) -> requests.Response:
+    def run(
+        self, method: str, endpoint: str, *, check_response: bool = True, **kwargs: Any
+    ) -> requests.Response:
         """Send one request to `endpoint` (a path under `base_url`, or an absolute URL).
 
         Keyword arguments go to `requests.Session.request`. With `check_response` an HTTP error

@@ -1,22 +1,22 @@
 """Salesforce hook: OAuth client credentials or JWT bearer login, REST, sObject Collections and Bulk API 2.0.
 
 Every request goes through one `requests.Session` whose `BearerAuth` attaches the current access
-token. When Salesforce rejects the session (HTTP 401 `INVALID_SESSION_ID`, as after the org's
-session timeout), `BearerAuth` drops the token, grants a new one once and sends the request again
-once, so REST calls, Collections upserts and every Bulk API 2.0 step survive a session timeout.
+token. Salesforce rejects a session after the org's session timeout with HTTP 401
+`INVALID_SESSION_ID`. `BearerAuth` then drops the token, grants a new one once and sends the
+request again once. So REST calls, Collections upserts and every Bulk API 2.0 step survive a
+session timeout.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, UTC
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -36,13 +36,13 @@ from airflow_provider_m2m.auth.errors import KeyLoadError, OAuthError
 from airflow_provider_m2m.hooks._connection import (
     ConnectionFieldError,
     ConnectionFields,
-    argument_error,
     M2MConnectionMixin,
-    TimeoutSession,
     Timeouts,
+    TimeoutSession,
+    argument_error,
     build_token_endpoint,
-    node_token_cache,
     describe_token,
+    node_token_cache,
     register_airflow_hooks,
 )
 from airflow_provider_m2m.reconcile.mapping import NULL
@@ -77,8 +77,8 @@ DEFAULT_BULK_JOB_TIMEOUT_SECONDS = 3600.0
 # Bulk API 2.0 CSV: an empty cell leaves the field unchanged, "#N/A" sets it to null.
 BULK_CSV_NULL = "#N/A"
 
-# What to change for the login errors Salesforce returns most often, keyed by a fragment of its
-# error_description (lowercase).
+# Hints for the login errors Salesforce returns most often, keyed by a lowercase fragment of
+# its error_description.
 _LOGIN_ERROR_HINTS: tuple[tuple[str, str], ...] = (
     (
         "audience is invalid",
@@ -122,13 +122,21 @@ _LOGIN_ERROR_HINTS: tuple[tuple[str, str], ...] = (
 
 
 class SalesforceLoginError(OAuthError):
-    """Salesforce rejected the login; the message says which setting to change.
+    """Salesforce rejected the login; the message names the setting to change.
 
     A subclass of `OAuthError`, so the token provider counts it as a failed grant, with the
     error code and description Salesforce sent.
     """
 
-    def __init__(self, message: str, *, error: str, description: str | None, connection_id: str, status_code: int | None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        error: str,
+        description: str | None,
+        connection_id: str,
+        status_code: int | None,
+    ) -> None:
         super().__init__(error, description, False, connection_id, status_code=status_code)
         self.message = message
 
@@ -139,7 +147,9 @@ class SalesforceLoginError(OAuthError):
 class SalesforceApiError(Exception):
     """A Salesforce API request failed; carries the HTTP status and Salesforce's error codes."""
 
-    def __init__(self, message: str, *, status_code: int | None = None, error_codes: Sequence[str] = ()) -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = None, error_codes: Sequence[str] = ()
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.error_codes = tuple(error_codes)
@@ -167,6 +177,7 @@ class SalesforceSettings:
             hint="set it to client_credentials or jwt_bearer; the flow is never guessed from the other fields",
         )
         assert flow is not None
+
         my_domain_url = fields.url(
             "host",
             required=flow == "client_credentials" or not fields.is_set("token_host"),
@@ -174,18 +185,22 @@ class SalesforceSettings:
         )
         consumer_key = fields.text("login", required=True, hint="set it to the connected app's consumer key")
         assert consumer_key is not None
+
         api_version = fields.text("api_version", default=DEFAULT_API_VERSION)
         assert api_version is not None
         api_version = api_version.removeprefix("v")
         try:
             if float(api_version) < 46.0:
-                raise fields.error("api_version", f"{api_version} is too old; sObject Collections upsert needs 46.0 or later")
+                raise fields.error(
+                    "api_version", f"{api_version} is too old; sObject Collections upsert needs 46.0 or later"
+                )
         except ValueError:
             raise fields.error("api_version", f"{api_version!r} is not a version number like 62.0") from None
         lifetime = fields.integer(
             "session_lifetime_seconds", default=DEFAULT_SESSION_LIFETIME_SECONDS, minimum=60
         )
         assert lifetime is not None
+
         return cls(
             connection_id=fields.connection_id,
             flow=flow,
@@ -201,7 +216,9 @@ class SalesforceSettings:
 def build_salesforce_grant(fields: ConnectionFields, settings: SalesforceSettings) -> Any:
     """Build the grant of the connection's flow, validating the fields that flow needs."""
     if settings.flow == "client_credentials":
-        secret = fields.secret("password", required=True, hint="set it to the connected app's consumer secret")
+        secret = fields.secret(
+            "password", required=True, hint="set it to the connected app's consumer secret"
+        )
         assert secret is not None and settings.my_domain_url is not None
         ignored = [name for name in ("username", "private_key") if fields.is_set(name)]
         if ignored:
@@ -228,7 +245,10 @@ def build_salesforce_grant(fields: ConnectionFields, settings: SalesforceSetting
     if audience is None:
         audience = SANDBOX_LOGIN_URL if fields.boolean("is_sandbox") else PRODUCTION_LOGIN_URL
     if fields.is_set("password"):
-        log.warning("Connection %r uses flow jwt_bearer; the consumer secret is set but not used", settings.connection_id)
+        log.warning(
+            "Connection %r uses flow jwt_bearer; the consumer secret is set but not used",
+            settings.connection_id,
+        )
     assert username is not None and token_host is not None
     # RFC 7523 section 2.1 with Salesforce's claims: iss is the consumer key, sub the username and
     # aud the login server, which differs from the URL the grant is posted to.
@@ -242,7 +262,7 @@ def build_salesforce_grant(fields: ConnectionFields, settings: SalesforceSetting
 
 
 def explain_login_error(err: OAuthError, connection_id: str) -> SalesforceLoginError:
-    """Turn a token endpoint error into a message that says which setting to change."""
+    """Turn a token endpoint error into a message that names the setting to change."""
     description = err.description or ""
     lowered = description.lower()
     hint = next((text for fragment, text in _LOGIN_ERROR_HINTS if fragment in lowered), None)
@@ -251,7 +271,11 @@ def explain_login_error(err: OAuthError, connection_id: str) -> SalesforceLoginE
     detail = f"{err.error}: {description}" if description else err.error
     message = f"Connection {connection_id!r}: Salesforce rejected the login ({detail}). {hint}"
     return SalesforceLoginError(
-        message, error=err.error, description=err.description, connection_id=connection_id, status_code=err.status_code
+        message,
+        error=err.error,
+        description=err.description,
+        connection_id=connection_id,
+        status_code=err.status_code,
     )
 
 
@@ -318,8 +342,10 @@ def _error_text(errors: Any) -> str:
 
 def _iso_datetime(value: datetime) -> str:
     if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value.isoformat()} has no time zone; Salesforce needs an aware one")
-    utc = value.astimezone(timezone.utc)
+        raise ValueError(
+            f"naive datetime {value.isoformat()} has no time zone; Salesforce needs an aware one"
+        )
+    utc = value.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
@@ -419,7 +445,8 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             self._provider = TokenProvider(
                 grant,
                 connection_id=settings.connection_id,
-                endpoint=build_token_endpoint(fields), cache=node_token_cache(),
+                endpoint=build_token_endpoint(fields),
+                cache=node_token_cache(),
                 # Salesforce's token response has no expires_in, so the org's session timeout decides.
                 default_lifetime=settings.session_lifetime,
             )
@@ -471,7 +498,9 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             return f"{self.instance_url()}{path}"
         return f"{self.instance_url()}/services/data/v{self.settings.api_version}/{path.lstrip('/')}"
 
-    def _request(self, method: str, path: str, *, ok: Sequence[int] = (200, 201, 204), **kwargs: Any) -> requests.Response:
+    def _request(
+        self, method: str, path: str, *, ok: Sequence[int] = (200, 201, 204), **kwargs: Any
+    ) -> requests.Response:
         response = self.get_session().request(method, self._data_url(path), **kwargs)
         if response.status_code not in ok:
             raise self._api_error(method, path, response)
@@ -512,7 +541,13 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         job = self._request(
             "POST",
             "jobs/query",
-            json={"operation": "query", "query": soql, "contentType": "CSV", "columnDelimiter": "COMMA", "lineEnding": "LF"},
+            json={
+                "operation": "query",
+                "query": soql,
+                "contentType": "CSV",
+                "columnDelimiter": "COMMA",
+                "lineEnding": "LF",
+            },
         ).json()
         job_id = job["id"]
         log.info("Bulk API 2.0 query job %s started on connection %r", job_id, self.salesforce_m2m_conn_id)
@@ -572,7 +607,11 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         A record Salesforce rejects (HTTP 400) is returned as a failed outcome; other HTTP
         errors raise `SalesforceApiError`.
         """
-        body = {name: json_value(item) for name, item in fields.items() if item is not None and name != external_id_field}
+        body = {
+            name: json_value(item)
+            for name, item in fields.items()
+            if item is not None and name != external_id_field
+        }
         path = f"sobjects/{quote(object_name, safe='')}/{quote(external_id_field, safe='')}/{quote(str(value), safe='')}"
         response = self._request("PATCH", path, json=body, ok=(200, 201, 204, 400))
         if response.status_code == 400:
@@ -643,7 +682,9 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             body_records = []
             for index in chunk:
                 record = {"attributes": {"type": object_name}}
-                record.update({name: json_value(item) for name, item in records[index].items() if item is not None})
+                record.update(
+                    {name: json_value(item) for name, item in records[index].items() if item is not None}
+                )
                 body_records.append(record)
             # allOrNone false: each record succeeds or fails on its own, and the response lists
             # one result per record in request order.
@@ -660,7 +701,9 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
                     status = "created" if result.get("created") else "updated"
                     outcomes[index] = RecordOutcome(key, status, result.get("id"), None)
                 else:
-                    outcomes[index] = RecordOutcome(key, "failed", result.get("id"), _error_text(result.get("errors")))
+                    outcomes[index] = RecordOutcome(
+                        key, "failed", result.get("id"), _error_text(result.get("errors"))
+                    )
 
     def _upsert_bulk(
         self,
@@ -677,12 +720,16 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         for chunk in self._bulk_chunks(header, records, indexes):
             self._run_ingest_job(object_name, external_id_field, header, records, chunk, outcomes)
 
-    def _bulk_chunks(self, header: list[str], records: list[dict[str, Any]], indexes: list[int]) -> Iterator[list[int]]:
+    def _bulk_chunks(
+        self, header: list[str], records: list[dict[str, Any]], indexes: list[int]
+    ) -> Iterator[list[int]]:
         """Split the records into groups whose CSV stays under the Bulk API 2.0 upload limit."""
         chunk: list[int] = []
         size = len(",".join(header)) + 1
         for index in indexes:
-            row_size = sum(len(csv_value(records[index].get(name)).encode("utf-8")) + 3 for name in header) + 1
+            row_size = (
+                sum(len(csv_value(records[index].get(name)).encode("utf-8")) + 3 for name in header) + 1
+            )
             if chunk and size + row_size > MAX_BULK_UPLOAD_BYTES:
                 yield chunk
                 chunk, size = [], len(",".join(header)) + 1
@@ -770,17 +817,29 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
                 key = str(records[index][external_id_field])
                 if kind == "successfulResults":
                     created = row.get("sf__Created", "").lower() == "true"
-                    outcomes[index] = RecordOutcome(key, "created" if created else "updated", row.get("sf__Id") or None, None)
+                    outcomes[index] = RecordOutcome(
+                        key, "created" if created else "updated", row.get("sf__Id") or None, None
+                    )
                 elif kind == "failedResults":
-                    outcomes[index] = RecordOutcome(key, "failed", row.get("sf__Id") or None, row.get("sf__Error") or "failed")
+                    outcomes[index] = RecordOutcome(
+                        key, "failed", row.get("sf__Id") or None, row.get("sf__Error") or "failed"
+                    )
                 else:
-                    outcomes[index] = RecordOutcome(key, "unprocessed", None, f"job {job_id} ended before this record")
+                    outcomes[index] = RecordOutcome(
+                        key, "unprocessed", None, f"job {job_id} ended before this record"
+                    )
 
         if unmatched:
-            log.warning("Bulk API 2.0 job %s returned %d result rows that match no uploaded record", job_id, unmatched)
+            log.warning(
+                "Bulk API 2.0 job %s returned %d result rows that match no uploaded record", job_id, unmatched
+            )
         missing = [index for index in chunk if outcomes[index] is None]
         if missing:
-            log.warning("Bulk API 2.0 job %s has no result for %d records; counting them unprocessed", job_id, len(missing))
+            log.warning(
+                "Bulk API 2.0 job %s has no result for %d records; counting them unprocessed",
+                job_id,
+                len(missing),
+            )
         for index in missing:
             outcomes[index] = RecordOutcome(
                 str(records[index][external_id_field]),
@@ -798,4 +857,7 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             self._request("GET", "sobjects")
         except Exception as err:  # the Test button shows any failure as text
             return False, str(err)
-        return True, f"Connected to {self.instance_url()} with flow {self.settings.flow}; {describe_token(token)}"
+        return (
+            True,
+            f"Connected to {self.instance_url()} with flow {self.settings.flow}; {describe_token(token)}",
+        )

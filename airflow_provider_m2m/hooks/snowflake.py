@@ -18,8 +18,8 @@ from airflow_provider_m2m.hooks._connection import (
     M2MConnectionMixin,
     argument_error,
     build_token_endpoint,
-    node_token_cache,
     describe_token,
+    node_token_cache,
     register_airflow_hooks,
 )
 
@@ -84,11 +84,17 @@ class SnowflakeM2MHook(M2MConnectionMixin, DbApiHook):
         if self._provider is None:
             fields = self.connection_fields()
             if self.auth_method != "oauth_client_credentials":
-                raise fields.error("auth", f"is {self.auth_method}; only oauth_client_credentials uses an OAuth token")
-            token_url = fields.url("token_url", required=True, hint="set the token endpoint of the OAuth server")
+                raise fields.error(
+                    "auth", f"is {self.auth_method}; only oauth_client_credentials uses an OAuth token"
+                )
+            token_url = fields.url(
+                "token_url", required=True, hint="set the token endpoint of the OAuth server"
+            )
             client_id = fields.text("client_id", required=True, hint="set the OAuth client id")
             client_secret = fields.secret("client_secret", required=True, hint="set the OAuth client secret")
-            assert token_url is not None and client_id is not None and client_secret is not None
+            assert token_url is not None
+            assert client_id is not None
+            assert client_secret is not None
             try:
                 grant = ClientCredentialsGrant(
                     token_url=token_url,
@@ -96,8 +102,15 @@ class SnowflakeM2MHook(M2MConnectionMixin, DbApiHook):
                     scope=fields.space_separated("scope"),
                 )
             except ValueError as err:
-                raise argument_error(fields, err, {"client_id": "client_id", "client_secret": "client_secret"}) from None
-            self._provider = TokenProvider(grant, connection_id=fields.connection_id, endpoint=build_token_endpoint(fields), cache=node_token_cache())
+                raise argument_error(
+                    fields, err, {"client_id": "client_id", "client_secret": "client_secret"}
+                ) from None
+            self._provider = TokenProvider(
+                grant,
+                connection_id=fields.connection_id,
+                endpoint=build_token_endpoint(fields),
+                cache=node_token_cache(),
+            )
         return self._provider
 
     def get_token(self, force: bool = False) -> AccessToken:
@@ -105,7 +118,9 @@ class SnowflakeM2MHook(M2MConnectionMixin, DbApiHook):
         return self.token_provider().get_token(force=force)
 
     def _connection_parameters(self, fields: ConnectionFields) -> dict[str, Any]:
-        account = fields.text("account", required=True, hint="set the account identifier, <orgname>-<account_name>")
+        account = fields.text(
+            "account", required=True, hint="set the account identifier, <orgname>-<account_name>"
+        )
         user = fields.text("login", required=True, hint="set the Snowflake user of the service")
         params: dict[str, Any] = {
             "account": account,
@@ -154,7 +169,10 @@ class SnowflakeM2MHook(M2MConnectionMixin, DbApiHook):
             from snowflake.connector.wif_util import AttestationProvider
 
             provider = fields.choice(
-                "workload_identity_provider", WORKLOAD_IDENTITY_PROVIDERS, required=True, hint="set the cloud platform"
+                "workload_identity_provider",
+                WORKLOAD_IDENTITY_PROVIDERS,
+                required=True,
+                hint="set the cloud platform",
             )
             params["authenticator"] = "WORKLOAD_IDENTITY"
             params["workload_identity_provider"] = AttestationProvider.from_string(provider or "")

@@ -55,7 +55,9 @@ def test_iter_rows_reads_the_table_typed(sandbox: Sandbox) -> None:
 def test_iter_rows_matches_seed_values(sandbox: Sandbox) -> None:
     seeded = {row["account_id"]: row for row in sandbox.seed_data.source_rows}
 
-    rows = BigQueryM2MHook().iter_rows(f"SELECT account_id, name, annual_revenue, last_activity_at FROM {TABLE}")
+    rows = BigQueryM2MHook().iter_rows(
+        f"SELECT account_id, name, annual_revenue, last_activity_at FROM {TABLE}"
+    )
 
     for row in rows:
         source = seeded[row["account_id"]]
@@ -85,7 +87,9 @@ def test_query_parameters_are_typed(sandbox: Sandbox) -> None:
     )
 
     expected = sorted(
-        row["account_id"] for row in sandbox.seed_data.source_rows if row["tier"] == "Gold" and row["is_active"]
+        row["account_id"]
+        for row in sandbox.seed_data.source_rows
+        if row["tier"] == "Gold" and row["is_active"]
     )
     assert [row["account_id"] for row in rows] == expected
 

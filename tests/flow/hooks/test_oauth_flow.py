@@ -38,7 +38,9 @@ class ProtectedApi:
         claims = self.sandbox.oauth.introspect(token) if scheme == "Bearer" else None
         if claims is None or self.always_reject:
             self.rejected += 1
-            return Response.json(401, {"error": "invalid_token"}, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            return Response.json(
+                401, {"error": "invalid_token"}, {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            )
         return Response.json(200, {"client_id": claims["client_id"], "scope": claims["scope"]})
 
 
@@ -60,7 +62,9 @@ def _connection(sandbox: Sandbox, conn_id: str) -> dict:
     ("base_id", "extra"),
     [
         pytest.param("oauth_m2m_default", {}, id="client_secret_basic"),
-        pytest.param("oauth_m2m_default", {"client_auth_method": "client_secret_post"}, id="client_secret_post"),
+        pytest.param(
+            "oauth_m2m_default", {"client_auth_method": "client_secret_post"}, id="client_secret_post"
+        ),
         pytest.param("oauth_m2m_private_key_jwt", {}, id="private_key_jwt-issuer-discovery"),
         pytest.param(
             "oauth_m2m_default",
@@ -85,7 +89,9 @@ def test_each_client_auth_method_gets_a_token(
     assert sandbox.oauth.introspect(token.access_token)["client_id"] == client_id
 
 
-def test_connection_reports_scope_and_lifetime(sandbox: Sandbox, derive_connection: Callable[..., str], api) -> None:
+def test_connection_reports_scope_and_lifetime(
+    sandbox: Sandbox, derive_connection: Callable[..., str], api
+) -> None:
     _, url = api
     conn_id = derive_connection("oauth_m2m_default", "oauth_with_api", extra={"base_url": f"{url}/v1/whoami"})
 
@@ -99,7 +105,9 @@ def test_connection_reports_scope_and_lifetime(sandbox: Sandbox, derive_connecti
         assert secret not in message
 
 
-def test_session_calls_api_under_base_url(sandbox: Sandbox, derive_connection: Callable[..., str], api) -> None:
+def test_session_calls_api_under_base_url(
+    sandbox: Sandbox, derive_connection: Callable[..., str], api
+) -> None:
     _, url = api
     conn_id = derive_connection("oauth_m2m_default", "oauth_with_api", extra={"base_url": f"{url}/v1"})
     hook = OAuthM2MHook(conn_id)
@@ -111,7 +119,9 @@ def test_session_calls_api_under_base_url(sandbox: Sandbox, derive_connection: C
     assert body["scope"] == "sandbox.read sandbox.write"
 
 
-def test_revoked_token_is_granted_again_once(sandbox: Sandbox, derive_connection: Callable[..., str], api) -> None:
+def test_revoked_token_is_granted_again_once(
+    sandbox: Sandbox, derive_connection: Callable[..., str], api
+) -> None:
     app, url = api
     conn_id = derive_connection("oauth_m2m_default", "oauth_with_api", extra={"base_url": f"{url}/v1"})
     hook = OAuthM2MHook(conn_id)
@@ -178,10 +188,21 @@ def _key_forms(sandbox: Sandbox) -> dict[str, dict]:
 
 @pytest.mark.parametrize(
     "form",
-    ["real-newlines", "escaped-newlines", "newlines-as-spaces", "base64-of-pem", "file-path", "encrypted-pkcs8"],
+    [
+        "real-newlines",
+        "escaped-newlines",
+        "newlines-as-spaces",
+        "base64-of-pem",
+        "file-path",
+        "encrypted-pkcs8",
+    ],
 )
-def test_private_key_forms_sign_assertions(sandbox: Sandbox, derive_connection: Callable[..., str], form: str) -> None:
-    conn_id = derive_connection("oauth_m2m_private_key_jwt", "oauth_key_form", extra=_key_forms(sandbox)[form])
+def test_private_key_forms_sign_assertions(
+    sandbox: Sandbox, derive_connection: Callable[..., str], form: str
+) -> None:
+    conn_id = derive_connection(
+        "oauth_m2m_private_key_jwt", "oauth_key_form", extra=_key_forms(sandbox)[form]
+    )
 
     token = OAuthM2MHook(conn_id).get_token()
 
@@ -190,7 +211,10 @@ def test_private_key_forms_sign_assertions(sandbox: Sandbox, derive_connection: 
 
 def test_wrong_secret_is_reported_without_it(sandbox: Sandbox, derive_connection: Callable[..., str]) -> None:
     conn_id = derive_connection(
-        "oauth_m2m_default", "oauth_wrong_secret", password="wrong~secret-value_1", extra={"secondary_client_secret": None}
+        "oauth_m2m_default",
+        "oauth_wrong_secret",
+        password="wrong~secret-value_1",
+        extra={"secondary_client_secret": None},
     )
 
     ok, message = OAuthM2MHook(conn_id).test_connection()

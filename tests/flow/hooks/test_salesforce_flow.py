@@ -102,7 +102,9 @@ def test_collections_upsert_outcomes(sandbox: Sandbox) -> None:
 def test_bulk_upsert_accounts_for_every_record(sandbox: Sandbox) -> None:
     hook = SalesforceM2MHook()
     existing = sorted(record[KEY] for record in sandbox.salesforce.records(OBJECT))[:5]
-    records = [{KEY: f"BLK-{number:06d}", "Name": f"Bulk {number}", "Tier__c": "Silver"} for number in range(250)]
+    records = [
+        {KEY: f"BLK-{number:06d}", "Name": f"Bulk {number}", "Tier__c": "Silver"} for number in range(250)
+    ]
     records[7]["Tier__c"] = "Unobtainium"
     records += [{KEY: key, "Name": "Bulk updated", "Notes__c": NULL} for key in existing]
 
@@ -155,11 +157,16 @@ def test_single_record_upsert(sandbox: Sandbox) -> None:
         ),
         pytest.param(
             lambda hook: hook.upsert_records(
-                OBJECT, KEY, [{KEY: f"EXP-{n:06d}", "Name": "Bulk after expiry"} for n in range(10, 20)], bulk_threshold=5
+                OBJECT,
+                KEY,
+                [{KEY: f"EXP-{n:06d}", "Name": "Bulk after expiry"} for n in range(10, 20)],
+                bulk_threshold=5,
             ),
             id="bulk_ingest",
         ),
-        pytest.param(lambda hook: hook.get_conn().query(f"SELECT Id FROM {OBJECT} LIMIT 1"), id="simple_salesforce"),
+        pytest.param(
+            lambda hook: hook.get_conn().query(f"SELECT Id FROM {OBJECT} LIMIT 1"), id="simple_salesforce"
+        ),
     ],
 )
 def test_call_survives_session_timeout(sandbox: Sandbox, call: Callable) -> None:
@@ -192,7 +199,9 @@ def test_session_timeout_mid_bulk_job(sandbox: Sandbox) -> None:
     ("extra", "expected"),
     [
         pytest.param({"audience": "https://login.example.com"}, "set is_sandbox", id="audience-invalid"),
-        pytest.param({"username": "someone-else@m2m-sandbox.example"}, "Pre-authorize the user", id="not-approved"),
+        pytest.param(
+            {"username": "someone-else@m2m-sandbox.example"}, "Pre-authorize the user", id="not-approved"
+        ),
         pytest.param({"private_key": "{other key}"}, "upload the certificate", id="invalid-assertion"),
     ],
 )
@@ -211,8 +220,12 @@ def test_jwt_login_error_says_what_to_change(
     assert raised.value.error == "invalid_grant"
 
 
-def test_wrong_consumer_secret_says_what_to_change(sandbox: Sandbox, derive_connection: Callable[..., str]) -> None:
-    conn_id = derive_connection("salesforce_m2m_default", "salesforce_wrong_secret", password="not-the-consumer-secret")
+def test_wrong_consumer_secret_says_what_to_change(
+    sandbox: Sandbox, derive_connection: Callable[..., str]
+) -> None:
+    conn_id = derive_connection(
+        "salesforce_m2m_default", "salesforce_wrong_secret", password="not-the-consumer-secret"
+    )
 
     ok, message = SalesforceM2MHook(conn_id).test_connection()
 
@@ -243,7 +256,9 @@ def test_bulk_job_timeout_names_the_job(sandbox: Sandbox) -> None:
     sandbox.salesforce.set_processing_delay(5)
     try:
         with pytest.raises(SalesforceApiError) as raised:
-            hook.upsert_records(OBJECT, KEY, [{KEY: f"TMO-{n:06d}", "Name": "Timeout"} for n in range(12)], bulk_threshold=10)
+            hook.upsert_records(
+                OBJECT, KEY, [{KEY: f"TMO-{n:06d}", "Name": "Timeout"} for n in range(12)], bulk_threshold=10
+            )
     finally:
         sandbox.salesforce.set_processing_delay(0)
         sandbox.salesforce.wait_for_jobs()

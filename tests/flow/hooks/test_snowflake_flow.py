@@ -1,7 +1,7 @@
 """SnowflakeM2MHook against fakesnow's server mode: key-pair JWT and OAuth client credentials.
 
 fakesnow accepts any credentials, so these tests check what the hook sends and that the
-connector works end to end through it; the OAuth grant itself runs against the sandbox OAuth server.
+connector works end to end through it. The OAuth grant itself runs against the sandbox OAuth server.
 """
 
 from __future__ import annotations

@@ -38,7 +38,9 @@ def _pem(key: rsa.RSAPrivateKey, passphrase: bytes | None = None) -> str:
     encryption = (
         serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
     )
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    ).decode()
 
 
 @pytest.fixture(scope="session")

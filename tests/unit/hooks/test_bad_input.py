@@ -48,14 +48,24 @@ def _apply(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
 
 
 CASES = [
-    # oauth_m2m: client secret in the password field unless the row says otherwise.
+    # oauth_m2m: the client secret is in the password field unless the row changes it.
     Case("oauth_m2m", "login", {}, fields_change={"login": MISSING}),
     Case("oauth_m2m", "password", {}, fields_change={"password": MISSING}),
     Case("oauth_m2m", "client_auth_method", {"client_auth_method": "client_secret_jwt"}),
-    Case("oauth_m2m", "token_url", {"token_url": "http://idp.example.com/token"}, name="oauth-token_url-plain-http"),
+    Case(
+        "oauth_m2m",
+        "token_url",
+        {"token_url": "http://idp.example.com/token"},
+        name="oauth-token_url-plain-http",
+    ),
     Case("oauth_m2m", "token_url", {"token_url": MISSING}, name="oauth-token_url-missing"),
     Case("oauth_m2m", "issuer", {"issuer": "https://idp.example.com"}, name="oauth-issuer-and-token_url"),
-    Case("oauth_m2m", "issuer", {"token_url": MISSING, "issuer": "idp.example.com"}, name="oauth-issuer-not-url"),
+    Case(
+        "oauth_m2m",
+        "issuer",
+        {"token_url": MISSING, "issuer": "idp.example.com"},
+        name="oauth-issuer-not-url",
+    ),
     Case(
         "oauth_m2m",
         "private_key",
@@ -66,7 +76,11 @@ CASES = [
     Case(
         "oauth_m2m",
         "private_key",
-        {"client_auth_method": "private_key_jwt", "private_key": "{encrypted}", "private_key_passphrase": PASSPHRASE_SECRET},
+        {
+            "client_auth_method": "private_key_jwt",
+            "private_key": "{encrypted}",
+            "private_key_passphrase": PASSPHRASE_SECRET,
+        },
         secret=PASSPHRASE_SECRET,
         name="oauth-private_key-wrong-passphrase",
     ),
@@ -82,7 +96,12 @@ CASES = [
         {"client_auth_method": "private_key_jwt", "private_key": "{plain}", "signing_algorithm": "HS256"},
     ),
     Case("oauth_m2m", "token_params", {"token_params": "{not json"}, name="oauth-token_params-not-json"),
-    Case("oauth_m2m", "token_params", {"token_params": {"client_secret": "x"}}, name="oauth-token_params-reserved"),
+    Case(
+        "oauth_m2m",
+        "token_params",
+        {"token_params": {"client_secret": "x"}},
+        name="oauth-token_params-reserved",
+    ),
     Case("oauth_m2m", "resource", {"resource": "api-without-scheme"}),
     Case("oauth_m2m", "scope", {"scope": {"read": True}}),
     Case("oauth_m2m", "timeout", {"timeout": "fast"}),
@@ -91,9 +110,24 @@ CASES = [
     # bigquery_m2m: the secret is the service account key's private key.
     Case("bigquery_m2m", "key_json", {"key_json": MISSING}, name="bigquery-key_json-none-set"),
     Case("bigquery_m2m", "key_json", {"key_path": "/tmp/key.json"}, name="bigquery-key_json-two-set"),
-    Case("bigquery_m2m", "key_json", {"key_json": '{"private_key": "' + SECRET + '",'}, name="bigquery-key_json-not-json"),
-    Case("bigquery_m2m", "key_json", {"key_json": "{sa:type=authorized_user}"}, name="bigquery-key_json-wrong-type"),
-    Case("bigquery_m2m", "key_json", {"key_json": "{sa:drop=client_email}"}, name="bigquery-key_json-missing-email"),
+    Case(
+        "bigquery_m2m",
+        "key_json",
+        {"key_json": '{"private_key": "' + SECRET + '",'},
+        name="bigquery-key_json-not-json",
+    ),
+    Case(
+        "bigquery_m2m",
+        "key_json",
+        {"key_json": "{sa:type=authorized_user}"},
+        name="bigquery-key_json-wrong-type",
+    ),
+    Case(
+        "bigquery_m2m",
+        "key_json",
+        {"key_json": "{sa:drop=client_email}"},
+        name="bigquery-key_json-missing-email",
+    ),
     Case(
         "bigquery_m2m",
         "key_json",
@@ -126,7 +160,11 @@ CASES = [
     Case("snowflake_m2m", "auth", {"auth": "password"}),
     Case("snowflake_m2m", "private_key", {"private_key": MISSING}, name="snowflake-private_key-missing"),
     Case(
-        "snowflake_m2m", "private_key", {"private_key": GARBAGE_KEY}, secret=GARBAGE_KEY_SECRET, name="snowflake-private_key-garbage"
+        "snowflake_m2m",
+        "private_key",
+        {"private_key": GARBAGE_KEY},
+        secret=GARBAGE_KEY_SECRET,
+        name="snowflake-private_key-garbage",
     ),
     Case(
         "snowflake_m2m",
@@ -146,7 +184,12 @@ CASES = [
     Case(
         "snowflake_m2m",
         "token_url",
-        {"auth": "oauth_client_credentials", "token_url": "http://idp.example.com/token", "client_id": "c", "client_secret": SECRET},
+        {
+            "auth": "oauth_client_credentials",
+            "token_url": "http://idp.example.com/token",
+            "client_id": "c",
+            "client_secret": SECRET,
+        },
         name="snowflake-token_url-plain-http",
     ),
     Case(
@@ -154,16 +197,31 @@ CASES = [
         "client_secret",
         {"auth": "oauth_client_credentials", "token_url": "https://idp.example.com/token", "client_id": "c"},
     ),
-    Case("snowflake_m2m", "workload_identity_provider", {"auth": "workload_identity", "workload_identity_provider": "IBM"}),
+    Case(
+        "snowflake_m2m",
+        "workload_identity_provider",
+        {"auth": "workload_identity", "workload_identity_provider": "IBM"},
+    ),
     # salesforce_m2m: client credentials unless the row switches to jwt_bearer.
     Case("salesforce_m2m", "flow", {"flow": MISSING}, name="salesforce-flow-missing"),
     Case("salesforce_m2m", "flow", {"flow": "password"}, name="salesforce-flow-unknown"),
     Case("salesforce_m2m", "host", {}, fields_change={"host": MISSING}, name="salesforce-host-missing"),
-    Case("salesforce_m2m", "host", {}, fields_change={"host": "acme.my.salesforce.com"}, name="salesforce-host-no-scheme"),
+    Case(
+        "salesforce_m2m",
+        "host",
+        {},
+        fields_change={"host": "acme.my.salesforce.com"},
+        name="salesforce-host-no-scheme",
+    ),
     Case("salesforce_m2m", "login", {}, fields_change={"login": MISSING}),
     Case("salesforce_m2m", "password", {}, fields_change={"password": MISSING}),
     Case("salesforce_m2m", "username", {"flow": "jwt_bearer", "private_key": "{plain}"}),
-    Case("salesforce_m2m", "private_key", {"flow": "jwt_bearer", "username": "u@example.com"}, name="salesforce-private_key-missing"),
+    Case(
+        "salesforce_m2m",
+        "private_key",
+        {"flow": "jwt_bearer", "username": "u@example.com"},
+        name="salesforce-private_key-missing",
+    ),
     Case(
         "salesforce_m2m",
         "private_key",
@@ -174,7 +232,12 @@ CASES = [
     Case(
         "salesforce_m2m",
         "private_key",
-        {"flow": "jwt_bearer", "username": "u@example.com", "private_key": "{encrypted}", "private_key_passphrase": PASSPHRASE_SECRET},
+        {
+            "flow": "jwt_bearer",
+            "username": "u@example.com",
+            "private_key": "{encrypted}",
+            "private_key_passphrase": PASSPHRASE_SECRET,
+        },
         secret=PASSPHRASE_SECRET,
         name="salesforce-private_key-wrong-passphrase",
     ),
@@ -184,14 +247,29 @@ CASES = [
         {"flow": "jwt_bearer", "username": "u@example.com", "private_key": "{small}"},
         name="salesforce-private_key-too-small",
     ),
-    Case("salesforce_m2m", "audience", {"flow": "jwt_bearer", "username": "u@example.com", "private_key": "{plain}", "audience": "login"}),
+    Case(
+        "salesforce_m2m",
+        "audience",
+        {"flow": "jwt_bearer", "username": "u@example.com", "private_key": "{plain}", "audience": "login"},
+    ),
     Case(
         "salesforce_m2m",
         "token_host",
-        {"flow": "jwt_bearer", "username": "u@example.com", "private_key": "{plain}", "token_host": "http://login.example.com"},
+        {
+            "flow": "jwt_bearer",
+            "username": "u@example.com",
+            "private_key": "{plain}",
+            "token_host": "http://login.example.com",
+        },
     ),
-    Case("salesforce_m2m", "is_sandbox", {"flow": "jwt_bearer", "username": "u@example.com", "private_key": "{plain}", "is_sandbox": "maybe"}),
-    Case("salesforce_m2m", "api_version", {"api_version": "latest"}, name="salesforce-api_version-not-number"),
+    Case(
+        "salesforce_m2m",
+        "is_sandbox",
+        {"flow": "jwt_bearer", "username": "u@example.com", "private_key": "{plain}", "is_sandbox": "maybe"},
+    ),
+    Case(
+        "salesforce_m2m", "api_version", {"api_version": "latest"}, name="salesforce-api_version-not-number"
+    ),
     Case("salesforce_m2m", "api_version", {"api_version": "40.0"}, name="salesforce-api_version-too-old"),
     Case("salesforce_m2m", "session_lifetime_seconds", {"session_lifetime_seconds": 5}),
 ]
@@ -250,13 +328,17 @@ def _connection(case: Case, keys: dict[str, str]) -> tuple[dict[str, Any], dict[
 READERS: dict[str, Callable[[str], Any]] = {
     "oauth_m2m": lambda conn_id: OAuthM2MHook(conn_id).token_provider(),
     "bigquery_m2m": lambda conn_id: BigQueryM2MHook(conn_id).settings,
-    "snowflake_m2m": lambda conn_id: SnowflakeM2MHook(snowflake_m2m_conn_id=conn_id).get_connection_parameters(),
+    "snowflake_m2m": lambda conn_id: SnowflakeM2MHook(
+        snowflake_m2m_conn_id=conn_id
+    ).get_connection_parameters(),
     "salesforce_m2m": lambda conn_id: SalesforceM2MHook(conn_id).token_provider(),
 }
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
-def test_bad_field_is_named_without_secret(case: Case, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_field_is_named_without_secret(
+    case: Case, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     conn_id = f"bad_{case.name.replace('-', '_')}"
     fields, extra = _connection(case, keys)
     value: dict[str, Any] = {"conn_type": case.conn_type, **fields}

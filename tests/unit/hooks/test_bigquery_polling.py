@@ -1,7 +1,7 @@
 """BigQuery job polling and error handling against a scripted BigQuery REST server over HTTPS.
 
-The server plays a job that is not complete when jobs.query returns, stays RUNNING for one
-jobs.get, then serves its rows in two pages; or a job whose jobs.get shows status.errorResult.
+The server plays a job that is not complete when jobs.query returns and stays RUNNING for one
+jobs.get, then serves its rows in two pages. A test can also make jobs.get show status.errorResult.
 """
 
 from __future__ import annotations
@@ -38,16 +38,27 @@ class ScriptedBigQuery:
         return self.router.handle(request)
 
     def token(self, request: Request) -> Response:
-        return Response.json(200, {"access_token": "scripted-token", "expires_in": 3600, "token_type": "Bearer"})
+        return Response.json(
+            200, {"access_token": "scripted-token", "expires_in": 3600, "token_type": "Bearer"}
+        )
 
     def query(self, request: Request) -> Response:
         body = request.json()
         if body["query"] == "BAD":
             return Response.json(
                 400,
-                {"error": {"code": 400, "message": "Syntax error at [1:1]", "errors": [{"reason": "invalidQuery"}]}},
+                {
+                    "error": {
+                        "code": 400,
+                        "message": "Syntax error at [1:1]",
+                        "errors": [{"reason": "invalidQuery"}],
+                    }
+                },
             )
-        return Response.json(200, {"jobReference": {"projectId": "p", "jobId": "job-1", "location": "EU"}, "jobComplete": False})
+        return Response.json(
+            200,
+            {"jobReference": {"projectId": "p", "jobId": "job-1", "location": "EU"}, "jobComplete": False},
+        )
 
     def get_job(self, request: Request) -> Response:
         state = self.job_state.pop(0) if len(self.job_state) > 1 else self.job_state[0]
@@ -63,7 +74,9 @@ class ScriptedBigQuery:
             rows = [{"f": [{"v": "3"}, {"v": None}]}]
             return Response.json(200, {"jobComplete": True, "schema": SCHEMA, "rows": rows})
         rows = [{"f": [{"v": "1"}, {"v": "0"}]}, {"f": [{"v": "2"}, {"v": "1000000"}]}]
-        return Response.json(200, {"jobComplete": True, "schema": SCHEMA, "rows": rows, "pageToken": "page-2"})
+        return Response.json(
+            200, {"jobComplete": True, "schema": SCHEMA, "rows": rows, "pageToken": "page-2"}
+        )
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +85,9 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
 
 
 @pytest.fixture
-def scripted(tls: TLSFiles, set_connection, rsa_pem: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedBigQuery]:
+def scripted(
+    tls: TLSFiles, set_connection, rsa_pem: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ScriptedBigQuery]:
     app = ScriptedBigQuery()
     server = SandboxServer(app, tls, name="scripted-bigquery").start()
     monkeypatch.setattr(bigquery_module, "POLL_FIRST_INTERVAL_SECONDS", 0.01)
@@ -86,7 +101,11 @@ def scripted(tls: TLSFiles, set_connection, rsa_pem: str, monkeypatch: pytest.Mo
     set_connection(
         "scripted_bigquery",
         "bigquery_m2m",
-        extra={"key_json": json.dumps(key), "api_url": f"{server.url}/bigquery/v2", "ca_bundle": str(tls.ca_cert)},
+        extra={
+            "key_json": json.dumps(key),
+            "api_url": f"{server.url}/bigquery/v2",
+            "ca_bundle": str(tls.ca_cert),
+        },
     )
     try:
         yield app
@@ -104,7 +123,10 @@ def test_unfinished_job_is_polled_then_paged(scripted: ScriptedBigQuery) -> None
 
 
 def test_failed_job_in_200_body_raises(scripted: ScriptedBigQuery) -> None:
-    scripted.error_result = {"reason": "resourcesExceeded", "message": "Resources exceeded during query execution"}
+    scripted.error_result = {
+        "reason": "resourcesExceeded",
+        "message": "Resources exceeded during query execution",
+    }
 
     with pytest.raises(BigQueryError) as raised:
         list(BigQueryM2MHook("scripted_bigquery").iter_rows("SELECT n FROM t"))

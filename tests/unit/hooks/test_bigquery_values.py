@@ -94,7 +94,11 @@ def test_array_of_struct_recursively() -> None:
     value = convert_cell(field, cell)
 
     assert value == [
-        {"sku": "A-1", "prices": [Decimal("1.10"), Decimal("2")], "meta": {"seen": datetime(1970, 1, 1, tzinfo=UTC)}},
+        {
+            "sku": "A-1",
+            "prices": [Decimal("1.10"), Decimal("2")],
+            "meta": {"seen": datetime(1970, 1, 1, tzinfo=UTC)},
+        },
         {"sku": "B-2", "prices": [], "meta": None},
     ]
 

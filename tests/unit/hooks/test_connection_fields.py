@@ -19,7 +19,9 @@ def _fields(set_connection, extra: dict[str, Any], **standard: Any) -> Connectio
 
 
 def test_plain_and_prefixed_extra_keys(set_connection) -> None:
-    fields = _fields(set_connection, {"scope": "a b", "extra__oauth_m2m__audience": "https://api.example.com"})
+    fields = _fields(
+        set_connection, {"scope": "a b", "extra__oauth_m2m__audience": "https://api.example.com"}
+    )
 
     assert fields.text("scope") == "a b"
     assert fields.text("audience") == "https://api.example.com"
@@ -57,7 +59,9 @@ def test_api_version_number_is_text(set_connection) -> None:
 
 
 def test_url_allows_http_on_loopback_only(set_connection) -> None:
-    fields = _fields(set_connection, {"local": "http://127.0.0.1:8080/token/", "remote": "http://example.com/token"})
+    fields = _fields(
+        set_connection, {"local": "http://127.0.0.1:8080/token/", "remote": "http://example.com/token"}
+    )
 
     assert fields.url("local") == "http://127.0.0.1:8080/token"
     with pytest.raises(ConnectionFieldError, match="plain http"):

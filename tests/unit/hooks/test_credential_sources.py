@@ -57,7 +57,10 @@ def test_impersonation_wraps_source(set_connection, rsa_pem: str) -> None:
     set_connection(
         "bq_impersonate",
         "bigquery_m2m",
-        extra={"key_json": _service_account(rsa_pem), "impersonate_service_account": "reader@other.iam.gserviceaccount.com"},
+        extra={
+            "key_json": _service_account(rsa_pem),
+            "impersonate_service_account": "reader@other.iam.gserviceaccount.com",
+        },
     )
 
     settings = BigQueryM2MHook("bq_impersonate").settings
@@ -68,7 +71,9 @@ def test_impersonation_wraps_source(set_connection, rsa_pem: str) -> None:
     assert settings.project_id == "key-project"
 
 
-def test_rotated_key_changes_cache_key(set_connection, rsa_pem: str, encrypted_rsa_pem: str, small_rsa_pem: str) -> None:
+def test_rotated_key_changes_cache_key(
+    set_connection, rsa_pem: str, encrypted_rsa_pem: str, small_rsa_pem: str
+) -> None:
     set_connection("bq_key_a", "bigquery_m2m", extra={"key_json": _service_account(rsa_pem)})
     set_connection("bq_key_b", "bigquery_m2m", extra={"key_json": _service_account(small_rsa_pem)})
 
@@ -85,7 +90,10 @@ def test_snowflake_workload_identity_keeps_detection(set_connection, monkeypatch
     monkeypatch.delenv(PLATFORM_DETECTION_VARIABLE, raising=False)
     monkeypatch.setattr(snowflake_module, "_platform_detection_set_here", False)
     set_connection(
-        "sf_wif", "snowflake_m2m", login="SVC", extra={"account": "org-acct", "auth": "workload_identity", "workload_identity_provider": "AWS"}
+        "sf_wif",
+        "snowflake_m2m",
+        login="SVC",
+        extra={"account": "org-acct", "auth": "workload_identity", "workload_identity_provider": "AWS"},
     )
 
     params = SnowflakeM2MHook(snowflake_m2m_conn_id="sf_wif").get_connection_parameters()

@@ -37,11 +37,20 @@ def test_every_field_has_label_and_description() -> None:
 
 
 def test_secret_fields_are_sensitive() -> None:
-    secret_names = {"private_key", "private_key_passphrase", "secondary_client_secret", "client_secret", "key_json"}
+    secret_names = {
+        "private_key",
+        "private_key_passphrase",
+        "secondary_client_secret",
+        "client_secret",
+        "key_json",
+    }
     for connection_type in get_provider_info()["connection-types"]:
         for name, definition in connection_type["conn-fields"].items():
             if name in secret_names:
-                assert definition["schema"].get("format") == "password", (connection_type["connection-type"], name)
+                assert definition["schema"].get("format") == "password", (
+                    connection_type["connection-type"],
+                    name,
+                )
 
 
 @pytest.mark.parametrize("conn_type", CONN_TYPES)

@@ -33,8 +33,11 @@ from airflow_provider_m2m.reconcile.mapping import NULL
         (False, "false"),
         (Decimal("1234567890123.45"), "1234567890123.45"),
         (date(2024, 2, 29), "2024-02-29"),
-        (datetime(2024, 2, 29, 12, 0, 1, 999999, tzinfo=timezone(timedelta(hours=2))), "2024-02-29T10:00:01.999Z"),
-        ("Ñandú, \"quoted\"", "Ñandú, \"quoted\""),
+        (
+            datetime(2024, 2, 29, 12, 0, 1, 999999, tzinfo=timezone(timedelta(hours=2))),
+            "2024-02-29T10:00:01.999Z",
+        ),
+        ('Ñandú, "quoted"', 'Ñandú, "quoted"'),
     ],
 )
 def test_csv_value(value: Any, expected: str) -> None:
@@ -117,7 +120,11 @@ def test_login_error_hint(error: type[OAuthError], description: str, expected: s
 
 
 def _salesforce(set_connection, conn_id: str, extra: dict[str, Any], **fields: Any) -> SalesforceM2MHook:
-    defaults = {"host": "https://acme.my.salesforce.com", "login": "3MVG9consumer", "password": "consumer-secret"}
+    defaults = {
+        "host": "https://acme.my.salesforce.com",
+        "login": "3MVG9consumer",
+        "password": "consumer-secret",
+    }
     set_connection(conn_id, "salesforce_m2m", extra=extra, **{**defaults, **fields})
     return SalesforceM2MHook(conn_id)
 
@@ -137,9 +144,21 @@ def test_client_credentials_posts_to_my_domain(set_connection) -> None:
     ("extra", "token_url", "audience"),
     [
         ({}, "https://acme.my.salesforce.com/services/oauth2/token", "https://login.salesforce.com"),
-        ({"is_sandbox": True}, "https://acme.my.salesforce.com/services/oauth2/token", "https://test.salesforce.com"),
-        ({"is_sandbox": "true", "audience": "https://acme.my.salesforce.com"}, None, "https://acme.my.salesforce.com"),
-        ({"token_host": "https://test.salesforce.com"}, "https://test.salesforce.com/services/oauth2/token", None),
+        (
+            {"is_sandbox": True},
+            "https://acme.my.salesforce.com/services/oauth2/token",
+            "https://test.salesforce.com",
+        ),
+        (
+            {"is_sandbox": "true", "audience": "https://acme.my.salesforce.com"},
+            None,
+            "https://acme.my.salesforce.com",
+        ),
+        (
+            {"token_host": "https://test.salesforce.com"},
+            "https://test.salesforce.com/services/oauth2/token",
+            None,
+        ),
     ],
     ids=["production", "sandbox", "audience-override", "token-host"],
 )
@@ -147,7 +166,9 @@ def test_jwt_bearer_token_host_and_audience(
     set_connection, rsa_pem: str, extra: dict, token_url: str | None, audience: str | None
 ) -> None:
     hook = _salesforce(
-        set_connection, "sf_jwt", {"flow": "jwt_bearer", "username": "u@example.com", "private_key": rsa_pem, **extra}
+        set_connection,
+        "sf_jwt",
+        {"flow": "jwt_bearer", "username": "u@example.com", "private_key": rsa_pem, **extra},
     )
 
     grant = hook.token_provider().grant._grant
@@ -162,7 +183,9 @@ def test_jwt_bearer_token_host_and_audience(
 
 
 def test_session_lifetime_sets_default_lifetime(set_connection) -> None:
-    hook = _salesforce(set_connection, "sf_life", {"flow": "client_credentials", "session_lifetime_seconds": 900})
+    hook = _salesforce(
+        set_connection, "sf_life", {"flow": "client_credentials", "session_lifetime_seconds": 900}
+    )
 
     assert hook.token_provider().default_lifetime == timedelta(seconds=900)
 
