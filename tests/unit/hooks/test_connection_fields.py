@@ -112,3 +112,20 @@ def test_private_key_is_masked_in_logs(set_connection, rsa_pem: str) -> None:
 
     body_line = rsa_pem.splitlines()[5]
     assert body_line not in redact(f"leak {body_line}")
+
+
+def test_uri_connection_password_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "uri~pass-word_42"
+    uri = (
+        f"oauth-m2m://client-1:{quote(secret, safe='')}@/"
+        "?token_url=https%3A%2F%2Fidp.example.com%2Ftoken&scope=api.read"
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_URI_CONN", uri)
+
+    hook = OAuthM2MHook("uri_conn")
+    grant = hook.token_provider().grant
+
+    assert hook.connection_fields().text("login") == "client-1"
+    assert grant.token_url == "https://idp.example.com/token"
+    assert grant.scope == "api.read"
+    assert redact(f"password {secret} and {quote(secret, safe='')}") == "password *** and ***"
