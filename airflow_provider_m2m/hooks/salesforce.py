@@ -520,9 +520,16 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             error_codes=codes,
         )
 
-    def query_all(self, soql: str) -> list[dict[str, Any]]:
-        """Run a SOQL query through the REST API and return every record of every page."""
-        records = [_strip_attributes(record) for record in self.get_conn().query_all_iter(soql)]
+    def query_all(self, soql: str, *, batch_size: int | None = None) -> list[dict[str, Any]]:
+        """Run a SOQL query through the REST API and return every record of every page.
+
+        `batch_size` (200 to 2000) sets the records per page with the `Sforce-Query-Options`
+        header; Salesforce may return smaller pages.
+        """
+        options: dict[str, Any] = {}
+        if batch_size is not None:
+            options["headers"] = {"Sforce-Query-Options": f"batchSize={batch_size}"}
+        records = [_strip_attributes(record) for record in self.get_conn().query_all_iter(soql, **options)]
         log.info("SOQL query on connection %r returned %d records", self.salesforce_m2m_conn_id, len(records))
         return records
 
@@ -532,11 +539,12 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
 
     # Bulk API 2.0 query
 
-    def bulk_query(self, soql: str) -> Iterator[dict[str, str]]:
+    def bulk_query(self, soql: str, *, page_size: int = BULK_QUERY_PAGE_SIZE) -> Iterator[dict[str, str]]:
         """Run a SOQL query as a Bulk API 2.0 query job and yield every row of every result page.
 
         Values are the CSV text Salesforce writes: an empty string for null, `true`/`false`,
-        ISO 8601 dates. Pages are fetched one at a time as the iterator is consumed.
+        ISO 8601 dates. Pages of at most `page_size` rows are fetched one at a time, following
+        the `Sforce-Locator` header, as the iterator is consumed.
         """
         job = self._request(
             "POST",
@@ -556,7 +564,7 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         locator: str | None = None
         total = 0
         while True:
-            params: dict[str, Any] = {"maxRecords": BULK_QUERY_PAGE_SIZE}
+            params: dict[str, Any] = {"maxRecords": page_size}
             if locator:
                 params["locator"] = locator
             response = self._request("GET", f"jobs/query/{job_id}/results", params=params)

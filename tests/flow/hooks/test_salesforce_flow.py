@@ -53,8 +53,12 @@ def test_query_all_returns_every_page(sandbox: Sandbox) -> None:
     hook = SalesforceM2MHook()
     expected = len(sandbox.salesforce.records(OBJECT))
 
-    records = hook.query_all(f"SELECT Id, {KEY}, Name FROM {OBJECT}")
+    pages_before = sandbox.salesforce.api_calls["query_more"]
 
+    records = hook.query_all(f"SELECT Id, {KEY}, Name FROM {OBJECT}", batch_size=200)
+
+    assert expected > 200
+    assert sandbox.salesforce.api_calls["query_more"] - pages_before == (expected - 1) // 200
     assert len(records) == expected
     assert "attributes" not in records[0]
     assert len({record[KEY] for record in records}) == expected
@@ -64,8 +68,11 @@ def test_bulk_query_returns_every_row(sandbox: Sandbox) -> None:
     hook = SalesforceM2MHook("salesforce_m2m_jwt")
     stored = {record[KEY]: record["Name"] for record in sandbox.salesforce.records(OBJECT)}
 
-    rows = list(hook.bulk_query(f"SELECT {KEY}, Name FROM {OBJECT}"))
+    pages_before = sandbox.salesforce.api_calls["bulk_query_results"]
 
+    rows = list(hook.bulk_query(f"SELECT {KEY}, Name FROM {OBJECT}", page_size=100))
+
+    assert sandbox.salesforce.api_calls["bulk_query_results"] - pages_before == -(-len(stored) // 100)
     assert len(rows) == len(stored)
     assert {row[KEY]: row["Name"] for row in rows} == stored
 
