@@ -291,7 +291,9 @@ class ConnectionFields:
             raise self.error(field, f"{value!r} is not an absolute URL; expected https://host/path")
         if parts.scheme == "http" and not _is_loopback(parts.hostname):
             raise self.error(
-                field, f"{value!r} uses plain http; use https (only a loopback host may use http)"
+                field,
+                f"{value!r} uses plain http, which would send credentials and tokens unencrypted; "
+                "use https (only a loopback host may use http)",
             )
         return value.rstrip("/")
 
