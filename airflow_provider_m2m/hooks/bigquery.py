@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import json
 import logging
+import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from airflow.sdk import BaseHook
 from google.auth import impersonated_credentials
 from google.oauth2 import service_account
 
-from airflow_provider_m2m.auth import AccessToken, TokenProvider
+from airflow_provider_m2m.auth import AccessToken, TokenEndpoint, TokenProvider
 from airflow_provider_m2m.auth.errors import TokenEndpointError, oauth_error_for
 from airflow_provider_m2m.auth.masking import mask_secret
 from airflow_provider_m2m.auth.token import DEFAULT_LIFETIME, utcnow
@@ -123,8 +124,8 @@ class GoogleCredentialsGrant:
     """A Grant (in the `airflow_provider_m2m.auth` sense) that obtains a token by refreshing
     google-auth credentials.
 
-    The `endpoint` argument of `obtain` is not used: google-auth sends its own token requests,
-    through `transport`, which carries the connection's CA bundle and timeouts.
+    google-auth sends its own token requests through `transport`, which carries the connection's
+    CA bundle and timeouts. The `endpoint` argument of `obtain` supplies only the retry settings.
     """
 
     grant_type = "google_credentials"
@@ -150,14 +151,43 @@ class GoogleCredentialsGrant:
     def fingerprint(self) -> str:
         return self._fingerprint
 
-    def obtain(self, endpoint: Any = None, *, default_lifetime: timedelta = DEFAULT_LIFETIME) -> AccessToken:
+    def _refresh(self, endpoint: TokenEndpoint | None) -> None:
+        """Refresh the credentials, retrying a dropped connection or a timeout.
+
+        google-auth retries 429 and 5xx answers itself but raises TransportError at once for a
+        network failure. Those are retried here with the TokenEndpoint's retry count and
+        full-jitter exponential backoff, like the package's own token requests.
+        """
+        max_retries = endpoint.max_retries if endpoint is not None else 0
+        backoff_base = endpoint.backoff_base if endpoint is not None else 1.0
+        backoff_max = endpoint.backoff_max if endpoint is not None else 10.0
+        for attempt in range(max_retries + 1):
+            try:
+                self.credentials.refresh(self.transport)
+                return
+            except google.auth.exceptions.RefreshError as err:
+                raise _oauth_error_from_refresh(err) from err
+            except google.auth.exceptions.TransportError as err:
+                if attempt == max_retries:
+                    raise TokenEndpointError(
+                        f"google-auth token request failed after {attempt + 1} attempts: {type(err.__cause__ or err).__name__}",
+                        retryable=True,
+                    ) from err
+                wait = random.uniform(0, min(backoff_max, backoff_base * 2**attempt))
+                log.warning(
+                    "google-auth token request failed (%s), retry %d of %d in %.1f s",
+                    type(err.__cause__ or err).__name__,
+                    attempt + 1,
+                    max_retries,
+                    wait,
+                )
+                time.sleep(wait)
+
+    def obtain(
+        self, endpoint: TokenEndpoint | None = None, *, default_lifetime: timedelta = DEFAULT_LIFETIME
+    ) -> AccessToken:
         requested_at = utcnow()
-        try:
-            self.credentials.refresh(self.transport)
-        except google.auth.exceptions.RefreshError as err:
-            raise _oauth_error_from_refresh(err) from err
-        except google.auth.exceptions.TransportError as err:
-            raise TokenEndpointError(f"google-auth token request failed: {err}", retryable=True) from err
+        self._refresh(endpoint)
         token = self.credentials.token
         if not token:
             raise TokenEndpointError("google-auth refresh returned no access token")

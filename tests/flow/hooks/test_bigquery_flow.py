@@ -154,3 +154,22 @@ def test_get_client_needs_the_extra(sandbox: Sandbox) -> None:
     else:
         client = BigQueryM2MHook().get_client()
         assert client.project == "m2m-sandbox"
+
+
+@pytest.mark.parametrize("fault", ["connection_reset", "slow_response"])
+def test_grant_retried_after_network_failure(
+    sandbox: Sandbox, derive_connection: Callable[..., str], fault: str
+) -> None:
+    from airflow_provider_m2m.sandbox.oauth_server import ScriptedResponse
+
+    conn_id = derive_connection("bigquery_m2m_default", "bigquery_flaky_grant", extra={"timeout": 1})
+    scripted = (
+        ScriptedResponse.connection_reset() if fault == "connection_reset" else ScriptedResponse.delay(2.5)
+    )
+    sandbox.oauth.script(scripted, client_id=sandbox.service_account_info["client_email"])
+    before = _service_account_grants(sandbox)
+
+    rows = list(BigQueryM2MHook(conn_id).iter_rows("SELECT 1 AS one"))
+
+    assert rows == [{"one": 1}]
+    assert _service_account_grants(sandbox) >= before + 1
