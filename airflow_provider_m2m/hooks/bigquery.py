@@ -154,7 +154,7 @@ class GoogleCredentialsGrant:
     def _refresh(self, endpoint: TokenEndpoint | None) -> None:
         """Refresh the credentials, retrying a dropped connection or a timeout.
 
-        google-auth retries 429 and 5xx answers itself but raises TransportError at once for a
+        google-auth retries 429 and 5xx responses itself but raises TransportError at once for a
         network failure. Those are retried here with the TokenEndpoint's retry count and
         full-jitter exponential backoff, like the package's own token requests.
         """
