@@ -4,8 +4,11 @@ Diff: N source rows against N target records with 10 mapped fields, 1% of the ta
 field and 0.5% of the source missing from the target. Both contenders receive the same iterators:
 typed source rows (as the BigQuery hook yields them) and text records (as a Bulk API 2.0 query CSV
 reader yields them). Each produces the same plan: keys to create, changed fields per key to update,
-orphan keys. The rows are generated from their index while they are read, so neither side gets
-them for free in memory, and generation time is measured alone and reported.
+orphan keys.
+
+Time: both contenders read the same rows from lists built before the clock starts, so the time is
+the diff's alone. Memory: both read rows generated while they are read, as rows stream from the
+BigQuery client and a Bulk API 2.0 CSV reader, so the peak shows what each contender keeps.
 
 Time is the median CPU time of this process (time.process_time) over the repeats. It is steadier
 than wall time on a machine shared with other work, and it counts every thread, so a contender that
@@ -29,7 +32,7 @@ import statistics
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -139,25 +142,20 @@ def expected_counts(rows: int) -> dict[str, int]:
 # Contenders ---------------------------------------------------------------------------------------
 
 
-def run_engine(rows: int) -> dict[str, int]:
-    plan = plan_changes(source_rows(rows), target_records(rows), MAPPING)
+Contender = Callable[[Iterable[dict[str, Any]], Iterable[dict[str, str]]], dict[str, int]]
+
+
+def run_engine(source: Iterable[dict[str, Any]], target: Iterable[dict[str, str]]) -> dict[str, int]:
+    plan = plan_changes(source, target, MAPPING)
     return {"create": len(plan.creates), "update": len(plan.updates), "orphans": len(plan.orphans)}
 
 
-def run_generation_only(rows: int) -> dict[str, int]:
-    for _ in source_rows(rows):
-        pass
-    for _ in target_records(rows):
-        pass
-    return {}
-
-
-def run_pandas(rows: int) -> dict[str, int]:
+def run_pandas(source_rows: Iterable[dict[str, Any]], target_records: Iterable[dict[str, str]]) -> dict[str, int]:
     """Diff the way a pandas user would: frames, vectorised normalisation, an outer merge."""
     import pandas as pd
 
-    source = pd.DataFrame.from_records(source_rows(rows))
-    target = pd.DataFrame.from_records(target_records(rows))
+    source = pd.DataFrame.from_records(source_rows)
+    target = pd.DataFrame.from_records(target_records)
     key = MAPPING.key
     if source[key.source].duplicated().any() or target[key.target].duplicated().any():
         raise ValueError("duplicate keys")
@@ -224,23 +222,25 @@ def _pandas_target(column: Any, mapped: FieldMapping) -> Any:
 # Measurement --------------------------------------------------------------------------------------
 
 
-def time_run(run: Callable[[int], dict[str, int]], rows: int, repeats: int) -> tuple[float, dict[str, int]]:
+def time_run(
+    run: Contender, source: list[dict[str, Any]], target: list[dict[str, str]], repeats: int
+) -> tuple[float, dict[str, int]]:
     seconds = []
     counts: dict[str, int] = {}
     for _ in range(repeats):
         gc.collect()
         start = time.process_time()
-        counts = run(rows)
+        counts = run(iter(source), iter(target))
         seconds.append(time.process_time() - start)
     return statistics.median(seconds), counts
 
 
-def peak_memory(run: Callable[[int], dict[str, int]], rows: int) -> int:
+def peak_memory(run: Contender, rows: int) -> int:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     tracemalloc.reset_peak()
-    run(rows)
+    run(source_rows(rows), target_records(rows))
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return peak - before
@@ -291,28 +291,36 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# reconcile diff: {args.rows:,} source rows, 10 fields, 1% changed, 0.5% missing")
     print(f"# Python {platform.python_version()} on {platform.machine()}, {args.repeats} repeats, median CPU time")
 
-    generation, _ = time_run(run_generation_only, args.rows, args.repeats)
-    engine_time, engine_counts = time_run(run_engine, args.rows, args.repeats)
+    if not args.no_pandas:
+        import pandas  # noqa: F401  # imported before the clock starts, as a long-running worker has it
+
+    source, target = list(source_rows(args.rows)), list(target_records(args.rows))
+    engine_time, engine_counts = time_run(run_engine, source, target, args.repeats)
     if engine_counts != expected:
         raise SystemExit(f"engine plan {engine_counts} differs from the expected {expected}")
-    engine_memory = peak_memory(run_engine, args.rows)
-
-    print()
-    print("| contender | CPU time (s) | CPU time without generation (s) | peak memory (MiB) | creates | updates |")
-    print("|---|---:|---:|---:|---:|---:|")
-    print(f"| row generation alone | {generation:.2f} | - | - | - | - |")
-    _print_row("reconcile engine", engine_time, generation, engine_memory, engine_counts)
-
+    results = [("reconcile engine", engine_time, engine_counts)]
     if not args.no_pandas:
-        pandas_time, pandas_counts = time_run(run_pandas, args.rows, args.repeats)
+        pandas_time, pandas_counts = time_run(run_pandas, source, target, args.repeats)
         if pandas_counts != expected:
             raise SystemExit(f"pandas plan {pandas_counts} differs from the expected {expected}")
-        pandas_memory = peak_memory(run_pandas, args.rows)
-        _print_row("pandas merge", pandas_time, generation, pandas_memory, pandas_counts)
+        results.append(("pandas merge", pandas_time, pandas_counts))
+    del source, target
+
+    print()
+    print("| contender | CPU time (s) | source rows/s | peak memory (MiB) | creates | updates |")
+    print("|---|---:|---:|---:|---:|---:|")
+    memories = []
+    for name, seconds, counts in results:
+        run = run_engine if name == "reconcile engine" else run_pandas
+        memories.append(peak_memory(run, args.rows))
+        print(
+            f"| {name} | {seconds:.2f} | {args.rows / seconds:,.0f} | {memories[-1] / 2**20:.0f} | "
+            f"{counts['create']:,} | {counts['update']:,} |"
+        )
+    if len(results) == 2:
         print()
-        print(f"speed-up, engine over pandas: {pandas_time / engine_time:.2f}x with generation, "
-              f"{(pandas_time - generation) / (engine_time - generation):.2f}x without")
-        print(f"peak memory, engine / pandas: {engine_memory / pandas_memory:.2f}")
+        print(f"speed-up, engine over pandas: {results[1][1] / results[0][1]:.2f}x")
+        print(f"peak memory, engine / pandas: {memories[0] / memories[1]:.2f}")
 
     target_count, changes = 1_000_000, 10_000
     bulk = bulk_api_calls(target_count, changes, args.query_set_records)
@@ -325,13 +333,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| REST query + sObject Collections | {rest['query']} | {rest['write']} | {rest['total']} |")
     print(f"ratio, Bulk / REST: {bulk['total'] / rest['total']:.3f}")
     return 0
-
-
-def _print_row(name: str, seconds: float, generation: float, memory: int, counts: dict[str, int]) -> None:
-    print(
-        f"| {name} | {seconds:.2f} | {seconds - generation:.2f} | {memory / 2**20:.0f} | "
-        f"{counts['create']:,} | {counts['update']:,} |"
-    )
 
 
 if __name__ == "__main__":

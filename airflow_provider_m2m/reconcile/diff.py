@@ -27,8 +27,10 @@ from airflow_provider_m2m.reconcile.normalize import (
     NULL_TEXT,
     Converter,
     InvalidValue,
+    source_column_converter,
     source_converter,
     target_converter,
+    target_key_column_converter,
 )
 from airflow_provider_m2m.reconcile.plan import (
     DuplicateKeyError,
@@ -131,6 +133,9 @@ class _Differ:
         self.source_key = source_converter(mapping.key)
         self.target_key = target_converter(mapping.key)
         self.source_converters = [source_converter(f) for f in self.fields]
+        self.source_key_column = source_column_converter(mapping.key)
+        self.source_columns = [source_column_converter(f) for f in self.fields]
+        self.target_key_column = target_key_column_converter(mapping.key)
         self.target_converters = [target_converter(f) for f in self.fields]
         self.read_source_values = _values_getter(self.sources)
         self.read_target_values = _values_getter(self.targets)
@@ -159,7 +164,7 @@ class _Differ:
     def _index_chunk(self, chunk: list[MappingABC[str, Any]]) -> bool:
         """Index a chunk of all-text records with keys; return False to have it indexed row by row."""
         try:
-            keys = list(map(self.target_key, map(itemgetter(self.key_name), chunk)))
+            keys = self.target_key_column(list(map(itemgetter(self.key_name), chunk)))
             packed = list(map(SEPARATOR.join, map(self.read_target_values, chunk)))
         except (KeyError, *_TARGET_ERRORS):
             return False
@@ -228,10 +233,10 @@ class _Differ:
     def _plan_chunk(self, chunk: list[MappingABC[str, Any]]) -> bool:
         """Plan a chunk whose rows all convert; return False to have it planned row by row."""
         try:
-            keys = list(map(self.source_key, map(itemgetter(self.key_column), chunk)))
+            keys = self.source_key_column(list(map(itemgetter(self.key_column), chunk)))
             columns = [
-                list(map(convert, map(itemgetter(column), chunk)))
-                for column, convert in zip(self.sources, self.source_converters)
+                convert(list(map(itemgetter(column), chunk)))
+                for column, convert in zip(self.sources, self.source_columns)
             ]
         except (KeyError, InvalidValue):
             return False

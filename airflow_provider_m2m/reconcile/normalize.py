@@ -68,6 +68,72 @@ def target_converter(field: FieldMapping) -> Converter:
     return _TARGET_BUILDERS[field.type](field)
 
 
+ColumnConverter = Callable[[list[Any]], list[str]]
+
+
+def source_column_converter(field: FieldMapping) -> ColumnConverter:
+    """Build the function that converts a list of source values of `field`, with the same results
+    and errors as `source_converter` applied to each value.
+
+    Text columns take a fast path: when every value is already valid text, the list is checked
+    with a few C-level string operations and returned as it is.
+    """
+    convert = source_converter(field)
+
+    def convert_each(values: list[Any]) -> list[str]:
+        return list(map(convert, values))
+
+    if not field.type.is_text:
+        return convert_each
+    length = field.length
+    required = not field.nullable
+
+    def convert_text_column(values: list[Any]) -> list[str]:
+        if None in values:
+            if required:
+                return convert_each(values)
+            values = [NULL_TEXT if value is None else value for value in values]
+        if _all_comparable_text(values) and (length is None or max(map(len, values), default=0) <= length):
+            if not required or NULL_TEXT not in values:
+                return values
+        return convert_each(values)
+
+    return convert_text_column
+
+
+def target_key_column_converter(field: FieldMapping) -> ColumnConverter:
+    """Build the function that converts a list of target key values, like `target_converter`."""
+    convert = target_converter(field)
+
+    def convert_each(values: list[Any]) -> list[str]:
+        return list(map(convert, values))
+
+    if not field.type.is_text:
+        return convert_each
+
+    def convert_text_column(values: list[Any]) -> list[str]:
+        if None not in values and _all_comparable_text(values):
+            return values
+        return convert_each(values)
+
+    return convert_text_column
+
+
+def _all_comparable_text(values: list[Any]) -> bool:
+    """Return whether every value is a str in NFC without NUL, checked on the values joined by NUL.
+
+    NUL is a starter that composes with nothing, so the joined text is in NFC exactly when every
+    value is, and a NUL inside a value shows as one NUL too many.
+    """
+    try:
+        joined = "\x00".join(values)
+    except TypeError:  # a value that is not a str
+        return False
+    if joined.count("\x00") != len(values) - 1:
+        return False
+    return joined.isascii() or unicodedata.is_normalized("NFC", joined)
+
+
 def _label(field: FieldMapping) -> str:
     return f"{field.target} (source column {field.source})"
 
@@ -77,13 +143,6 @@ def _type_name(value: Any) -> str:
 
 
 # Text ---------------------------------------------------------------------------------------------
-
-
-def _nfc(text: str) -> str:
-    # ASCII text is always in NFC, and str.isascii() only reads a flag, so ASCII skips normalisation.
-    if text.isascii():
-        return text
-    return unicodedata.normalize("NFC", text)
 
 
 def _text_source(field: FieldMapping) -> Converter:
@@ -125,7 +184,7 @@ def _text_target(field: FieldMapping) -> Converter:
             return NULL_TEXT
         if type(value) is not str:
             value = str(value)
-        return _nfc(value)
+        return value if value.isascii() else unicodedata.normalize("NFC", value)
 
     return convert
 

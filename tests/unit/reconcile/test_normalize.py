@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
 from airflow_provider_m2m.reconcile import FieldMapping, FieldType, InvalidValue
-from airflow_provider_m2m.reconcile.normalize import source_converter, target_converter
+from airflow_provider_m2m.reconcile.normalize import (
+    source_column_converter,
+    source_converter,
+    target_converter,
+    target_key_column_converter,
+)
 
 
 def field(kind: FieldType, **options) -> FieldMapping:
@@ -230,3 +236,48 @@ def test_number_subclasses_accepted():
     assert source(FieldType.DECIMAL, Amount("1.005"), scale=2) == "1.01"
     assert source(FieldType.DECIMAL, Count(3), scale=2) == "3.00"
     assert source(FieldType.INTEGER, Count(3)) == "3"
+
+
+# Column converters must give the same texts and the same errors as converting value by value.
+TEXT_COLUMNS = [
+    ["Gold", "Silver", "Bronze"],
+    ["Zoë", "株式会社", "Ñandú"],
+    ["Zoe\u0308", "plain"],  # one value not in NFC
+    ["\u0301accent first", "x"],  # a combining mark at the start of a value
+    ["a", None, ""],
+    ["a", 5550100],
+    ["a\x00b", "c"],
+    ["x" * 10, "y"],
+    [],
+]
+
+
+@pytest.mark.parametrize("values", TEXT_COLUMNS)
+@pytest.mark.parametrize(("length", "nullable"), [(None, True), (5, True), (None, False)])
+def test_text_column_matches_each_value(values, length, nullable):
+    mapped = field(FieldType.STRING, length=length, nullable=nullable)
+    convert = source_converter(mapped)
+    convert_column = source_column_converter(mapped)
+
+    try:
+        expected = [convert(value) for value in values]
+    except InvalidValue as err:
+        with pytest.raises(InvalidValue, match=re.escape(str(err))):
+            convert_column(list(values))
+    else:
+        assert convert_column(list(values)) == expected
+
+
+@pytest.mark.parametrize("values", [["A1", "Zoe\u0308"], ["A1", None], ["A1", ""], ["A1", 7]])
+def test_target_key_column_matches_each_value(values):
+    mapped = field(FieldType.STRING)
+
+    expected = [target_converter(mapped)(value) for value in values]
+
+    assert target_key_column_converter(mapped)(list(values)) == expected
+
+
+def test_number_column_converts_each_value():
+    convert_column = source_column_converter(field(FieldType.DECIMAL, scale=1))
+
+    assert convert_column([Decimal("1.25"), None, 3]) == ["1.3", "", "3.0"]

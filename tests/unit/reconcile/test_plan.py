@@ -17,6 +17,7 @@ from airflow_provider_m2m.reconcile import (
     TargetRecordError,
     plan_changes,
 )
+from airflow_provider_m2m.reconcile.diff import CHUNK_ROWS
 
 MAPPING = Mapping(
     key=FieldMapping("account_id", "External_Id__c", FieldType.STRING, length=20),
@@ -432,3 +433,33 @@ def test_mapping_rejects_boolean_key():
 def test_mapping_target_fields_key_first():
     assert MAPPING.target_fields()[:2] == ["External_Id__c", "Name"]
     assert MAPPING.key.nullable is False
+
+
+def test_duplicates_across_chunks_detected():
+    rows = CHUNK_ROWS * 2 + 10
+    source = [source_row(f"K{i:05d}") for i in range(rows)]
+    source[-1] = source_row("K00000")
+    target = [target_record(f"K{i:05d}") for i in range(rows)]
+    target[-1] = target_record("K00001")
+
+    with pytest.raises(DuplicateKeyError) as target_error:
+        plan_changes(source, target, MAPPING)
+    with pytest.raises(DuplicateKeyError) as source_error:
+        plan_changes(source, target[:-1], MAPPING)
+
+    assert (target_error.value.side, target_error.value.keys) == ("target", ["K00001"])
+    assert (source_error.value.side, source_error.value.keys) == ("source", ["K00000"])
+
+
+def test_chunk_with_rejected_row_plans_rest():
+    rows = CHUNK_ROWS + 5
+    source = [source_row(f"K{i:05d}", employees=i) for i in range(rows)]
+    source[3] = source_row("K00003", employees=float("nan"))
+    target = [target_record(f"K{i:05d}", Employees__c=str(i)) for i in range(0, rows, 2)]
+
+    plan = plan_changes(source, target, MAPPING)
+
+    assert [rejection.key for rejection in plan.rejected] == ["K00003"]
+    assert plan.unchanged == len(target)
+    assert len(plan.creates) == rows - len(target) - 1
+    assert plan.read_source == rows
