@@ -57,6 +57,8 @@ FLOWS = ("client_credentials", "jwt_bearer")
 PRODUCTION_LOGIN_URL = "https://login.salesforce.com"
 SANDBOX_LOGIN_URL = "https://test.salesforce.com"
 DEFAULT_API_VERSION = "62.0"
+# sObject Collections upsert by external id arrived in REST API version 46.0.
+MIN_API_VERSION = 46.0
 DEFAULT_SESSION_LIFETIME_SECONDS = 7200
 
 # sObject Collections take at most 200 records per request (Salesforce REST API Developer Guide,
@@ -190,12 +192,13 @@ class SalesforceSettings:
         assert api_version is not None
         api_version = api_version.removeprefix("v")
         try:
-            if float(api_version) < 46.0:
-                raise fields.error(
-                    "api_version", f"{api_version} is too old; sObject Collections upsert needs 46.0 or later"
-                )
+            version_number = float(api_version)
         except ValueError:
             raise fields.error("api_version", f"{api_version!r} is not a version number like 62.0") from None
+        if version_number < MIN_API_VERSION:
+            raise fields.error(
+                "api_version", f"{api_version} is too old; sObject Collections upsert needs 46.0 or later"
+            )
         lifetime = fields.integer(
             "session_lifetime_seconds", default=DEFAULT_SESSION_LIFETIME_SECONDS, minimum=60
         )

@@ -95,11 +95,12 @@ class SnowflakeM2MHook(M2MConnectionMixin, DbApiHook):
             assert token_url is not None
             assert client_id is not None
             assert client_secret is not None
+            scope = fields.space_separated("scope")
             try:
                 grant = ClientCredentialsGrant(
                     token_url=token_url,
                     client_auth=ClientSecretBasic(client_id, client_secret),
-                    scope=fields.space_separated("scope"),
+                    scope=scope,
                 )
             except ValueError as err:
                 raise argument_error(
@@ -192,6 +193,15 @@ class SnowflakeM2MHook(M2MConnectionMixin, DbApiHook):
             self.snowflake_m2m_conn_id,
         )
         return snowflake.connector.connect(**params)
+
+    def get_uri(self) -> str:
+        """Raise: this hook connects through the Snowflake connector and has no SQLAlchemy URI.
+
+        Airflow's default would put the connection, private key included, into a URI.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has no SQLAlchemy URI; use get_conn(), run() or get_records()"
+        )
 
     def set_autocommit(self, conn: Any, autocommit: bool) -> None:
         conn.autocommit(autocommit)

@@ -24,7 +24,11 @@ MISSING = object()
 
 @dataclass
 class Case:
-    """A connection with one malformed field, and what the error must name and must not contain."""
+    """A connection with one malformed field, and what the error must name and must not contain.
+
+    `problem` is a fragment the message must contain, for rows where two problems of one field
+    must be told apart.
+    """
 
     conn_type: str
     field: str
@@ -32,6 +36,7 @@ class Case:
     secret: str = SECRET
     fields_change: dict[str, Any] = field(default_factory=dict)
     name: str = ""
+    problem: str = ""
 
     def __post_init__(self) -> None:
         self.name = self.name or f"{self.conn_type}-{self.field}"
@@ -202,6 +207,17 @@ CASES = [
         "workload_identity_provider",
         {"auth": "workload_identity", "workload_identity_provider": "IBM"},
     ),
+    Case(
+        "snowflake_m2m",
+        "scope",
+        {
+            "auth": "oauth_client_credentials",
+            "token_url": "https://idp.example.com/token",
+            "client_id": "c",
+            "client_secret": SECRET,
+            "scope": {"role": "ANALYST"},
+        },
+    ),
     # salesforce_m2m: client credentials unless the row switches to jwt_bearer.
     Case("salesforce_m2m", "flow", {"flow": MISSING}, name="salesforce-flow-missing"),
     Case("salesforce_m2m", "flow", {"flow": "password"}, name="salesforce-flow-unknown"),
@@ -268,9 +284,19 @@ CASES = [
         {"flow": "jwt_bearer", "username": "u@example.com", "private_key": "{plain}", "is_sandbox": "maybe"},
     ),
     Case(
-        "salesforce_m2m", "api_version", {"api_version": "latest"}, name="salesforce-api_version-not-number"
+        "salesforce_m2m",
+        "api_version",
+        {"api_version": "latest"},
+        name="salesforce-api_version-not-number",
+        problem="not a version number",
     ),
-    Case("salesforce_m2m", "api_version", {"api_version": "40.0"}, name="salesforce-api_version-too-old"),
+    Case(
+        "salesforce_m2m",
+        "api_version",
+        {"api_version": "40.0"},
+        name="salesforce-api_version-too-old",
+        problem="too old",
+    ),
     Case("salesforce_m2m", "session_lifetime_seconds", {"session_lifetime_seconds": 5}),
 ]
 
@@ -353,6 +379,7 @@ def test_bad_field_is_named_without_secret(
     assert repr(case.field) in message
     assert case.secret not in message
     assert SECRET not in message
+    assert case.problem in message
 
 
 def test_every_connection_type_has_rows() -> None:
