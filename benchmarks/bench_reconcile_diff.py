@@ -255,6 +255,7 @@ BULK_UPLOAD_BYTES = 150 * 1024 * 1024  # raw CSV per Bulk API 2.0 ingest job upl
 # NOTE: estimates, not documented limits. Polls depend on how long Salesforce takes to process a
 # job; bytes per record is the size of this benchmark's records as CSV.
 POLLS_PER_JOB = 2
+API_CALL_BUDGET = 25  # calls allowed to reconcile 1,000,000 target records with 10,000 changes
 CSV_BYTES_PER_RECORD = 220
 
 
@@ -332,6 +333,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| Bulk API 2.0 query + Bulk API 2.0 upsert | {bulk['query']} | {bulk['write']} | {bulk['total']} |")
     print(f"| REST query + sObject Collections | {rest['query']} | {rest['write']} | {rest['total']} |")
     print(f"ratio, Bulk / REST: {bulk['total'] / rest['total']:.3f}")
+    print(f"(Bulk API 2.0 query result sets of {args.query_set_records:,} records, set with maxRecords)")
+
+    # The smallest result set that keeps the whole run within the budget of API calls.
+    fixed_calls = bulk["total"] - math.ceil(target_count / args.query_set_records)
+    smallest_set = math.ceil(target_count / (API_CALL_BUDGET - fixed_calls))
+    print(f"to stay within {API_CALL_BUDGET} calls, request result sets of at least {smallest_set:,} records")
     return 0
 
 

@@ -5,11 +5,10 @@ values joined by NUL. A record costs its key, its field text and roughly a hundr
 overhead, never a row dict. The source is then streamed. Besides the index, the plan keeps only the
 writes (creates, and the changed fields of updates), the rejected rows and the orphan keys.
 
-Speed: rows are handled in chunks of CHUNK_ROWS. Within a chunk each field is converted as one
-column with `map`, and keys are looked up together, which cuts per-row interpreter overhead
-(about 1.6 times faster than row by row on the benchmark in benchmarks/). A chunk that needs
-special handling, such as a rejected value, an absent column or a null key, goes row by row
-through the same rules.
+Speed: rows are handled in chunks of CHUNK_ROWS. Within a chunk each field, the key included, is
+converted as one column, which cuts the interpreter's overhead per value. On the benchmark in
+benchmarks/ that is about 1.6 times faster than row by row. A chunk that needs special handling,
+such as a rejected value, an absent column or a null key, goes row by row through the same rules.
 """
 
 from __future__ import annotations

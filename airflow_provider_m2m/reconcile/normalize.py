@@ -461,6 +461,8 @@ def _datetime_source(field: FieldMapping) -> Converter:
     label = _label(field)
 
     def convert(value: Any) -> str:
+        if type(value) is datetime and value.tzinfo is UTC:
+            return _datetime_text(value)  # what the BigQuery client returns for a TIMESTAMP
         if value is None:
             return NULL_TEXT
         if isinstance(value, str):
@@ -468,8 +470,6 @@ def _datetime_source(field: FieldMapping) -> Converter:
                 value = datetime.fromisoformat(value.strip())
             except ValueError as err:
                 raise InvalidValue(f"{label}: {value!r} is not an ISO 8601 datetime") from err
-        if type(value) is datetime and value.tzinfo is UTC:
-            return _datetime_text(value)
         if not isinstance(value, datetime):
             raise InvalidValue(f"{label}: expected a datetime, got {_type_name(value)}")
         if value.tzinfo is None or value.utcoffset() is None:
