@@ -1,0 +1,444 @@
+"""The four connection forms as a user sees them in Airflow's UI, checked against get_provider_info().
+
+Each form is opened once in headless Chromium (Add Connection, choose the type, open Extra Fields),
+read from the DOM and saved as a screenshot in docs/forms/<conn_type>.png. The tests then compare
+what the page shows with what the provider declares. A few hard-coded expectations guard the
+fields that matter most against a wrong declaration.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from airflow_provider_m2m.get_provider_info import PACKAGE_NAME, get_provider_info
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Rewritten on every run. The images are pixel-identical between runs with the same Chromium and
+# fonts, so git shows a change only when the form itself changed.
+SCREENSHOT_DIR = REPO_ROOT / "docs" / "forms"
+
+PROVIDER_INFO = get_provider_info()
+CONNECTION_TYPES = {info["connection-type"]: info for info in PROVIDER_INFO["connection-types"]}
+
+# Labels of the standard connection fields in Airflow 3.3.2's UI (i18n/locales/en/admin.json),
+# keyed by the input's name attribute. `extra` is the Extra Fields JSON editor, not a field row.
+STANDARD_FIELD_LABELS = {
+    "description": "Description",
+    "host": "Host",
+    "schema": "Schema",
+    "port": "Port",
+    "login": "Login",
+    "password": "Password",
+}
+# Extra fields are rendered with inputs named element_<conn-field key>.
+EXTRA_FIELD_PREFIX = "element_"
+REQUEST_TIMEOUT_SECONDS = 10
+
+# Reads every visible field row of the dialog: the input's name, label, placeholder, type, value
+# and helper text.
+_READ_FIELDS_JS = """
+(dialog) => Array.from(dialog.querySelectorAll('[data-scope="field"][data-part="root"]'))
+  .filter((row) => row.checkVisibility())
+  .map((row) => {
+    // A JSON field is a code editor without a named input; its wrapper has the element_<key> id.
+    const named = row.querySelector('[name]') ?? row.querySelector('[id^="element_"]');
+    const input = row.querySelector('input:not([type="hidden"]), textarea');
+    const label = row.querySelector('label[data-part="label"]')?.cloneNode(true);
+    label?.querySelectorAll('[data-part="required-indicator"], .chakra-field__requiredIndicator')
+      .forEach((indicator) => indicator.remove());
+    const helper = row.querySelector('[data-part="helper-text"]');
+    return {
+      name: named ? (named.getAttribute('name') ?? named.id) : null,
+      label: label ? label.textContent.trim() : null,
+      placeholder: input ? input.getAttribute('placeholder') : null,
+      input_type: input ? input.type : null,
+      role: input ? input.getAttribute('role') : null,
+      // A drop-down keeps its selected value in a hidden input named like the field.
+      value: !input ? null
+        : input.type === 'checkbox' ? input.checked
+        : input.getAttribute('role') === 'combobox' ? (named?.value ?? null)
+        : input.value,
+      helper_text: helper ? helper.innerText.trim() : null,
+    };
+  })
+"""
+
+
+# Waits two frames for React to re-render, then for the dialog's finite CSS animations and
+# transitions (accordion height, focus rings) to finish, so that measurements and screenshots
+# see the final layout.
+_SETTLE_JS = """
+async (root) => {
+  await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+  const finite = root.getAnimations({subtree: true})
+    .filter((animation) => animation.effect?.getTiming().iterations !== Infinity);
+  await Promise.all(finite.map((animation) => animation.finished.catch(() => null)));
+}
+"""
+
+
+@dataclass(frozen=True)
+class RenderedField:
+    """One field row of the connection form, as the browser rendered it."""
+
+    name: str
+    label: str
+    placeholder: str | None
+    input_type: str | None
+    role: str | None
+    value: str | bool | None
+    helper_text: str | None
+
+
+@dataclass(frozen=True)
+class RenderedForm:
+    """The Add Connection form of one connection type, as the browser rendered it."""
+
+    conn_type: str
+    standard_fields: dict[str, RenderedField]
+    # Keyed by conn-field key, in the order the form shows them.
+    extra_fields: dict[str, RenderedField]
+    # Options of each drop-down extra field, in the order the menu lists them.
+    choices: dict[str, list[str]]
+    screenshot: Path
+
+
+def _declared(conn_type: str) -> dict[str, Any]:
+    return CONNECTION_TYPES[conn_type]
+
+
+def _behaviour(conn_type: str) -> dict[str, Any]:
+    return _declared(conn_type)["ui-field-behaviour"]
+
+
+def _expected_standard_fields(conn_type: str) -> set[str]:
+    hidden = set(_behaviour(conn_type)["hidden-fields"])
+    return {name for name in STANDARD_FIELD_LABELS if name not in hidden}
+
+
+def _normalize_text(text: str | None) -> str:
+    return re.sub(r"\s+", " ", text or "").strip()
+
+
+def _read_rows(dialog: Any) -> tuple[dict[str, RenderedField], dict[str, RenderedField]]:
+    """Read the visible field rows of the dialog, split into standard and extra fields."""
+    standard: dict[str, RenderedField] = {}
+    extra: dict[str, RenderedField] = {}
+    for row in dialog.evaluate(_READ_FIELDS_JS):
+        name = row.pop("name")
+        if name is None:
+            continue
+        field = RenderedField(name=name, **row)
+        if name.startswith(EXTRA_FIELD_PREFIX):
+            extra[name.removeprefix(EXTRA_FIELD_PREFIX)] = field
+        elif name in STANDARD_FIELD_LABELS:
+            standard[name] = field
+    return standard, extra
+
+
+def _open_section(page: Any, dialog: Any, title: str, first_field_name: str | None) -> Any:
+    """Open one section of the form's accordion and wait until its rows are laid out.
+
+    The accordion shows one section at a time, so opening one closes the other.
+    """
+    toggle = dialog.get_by_role("button", name=title, exact=True)
+    if toggle.get_attribute("aria-expanded") != "true":
+        toggle.click()
+    page.wait_for_function("(toggle) => toggle.getAttribute('aria-expanded') === 'true'", arg=toggle.element_handle())
+    if first_field_name is not None:
+        page.wait_for_function(
+            "(name) => document.querySelector(`[name=\"${name}\"]`)?.closest('[data-part=\"root\"]')?.checkVisibility()",
+            arg=first_field_name,
+        )
+    dialog.evaluate(_SETTLE_JS)
+    return dialog.locator('[data-scope="accordion"][data-part="item"]').filter(
+        has=page.get_by_role("button", name=title, exact=True)
+    )
+
+
+def _read_choices(page: Any, dialog: Any, key: str) -> list[str]:
+    """Open the drop-down of extra field `key`, read its options and close it again."""
+    dialog.locator(f"#{EXTRA_FIELD_PREFIX}{key}").get_by_role("combobox").click()
+    options = page.get_by_role("option")
+    options.first.wait_for()
+    labels = [text.strip() for text in options.all_inner_texts()]
+    # Escape would also close the dialog; a click on its heading only closes the menu.
+    dialog.get_by_role("heading", name="Add Connection").click()
+    options.first.wait_for(state="detached")
+    return labels
+
+
+def _capture(page: Any, dialog: Any, top: Any, bottom: Any) -> bytes:
+    """Screenshot the dialog's full width from the top of `top` to the bottom of `bottom`.
+
+    The window grows to fit first, because Chromium paints only what lies inside the viewport.
+    """
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.mouse.move(0, 0)
+    dialog.evaluate(_SETTLE_JS)
+    bottom_box = bottom.bounding_box()
+    needed_height = int(bottom_box["y"] + bottom_box["height"]) + 40
+    if needed_height > page.viewport_size["height"]:
+        page.set_viewport_size({"width": page.viewport_size["width"], "height": needed_height})
+        dialog.evaluate(_SETTLE_JS)
+    dialog_box = dialog.bounding_box()
+    top_box = top.bounding_box()
+    bottom_box = bottom.bounding_box()
+    clip = {
+        "x": dialog_box["x"],
+        "y": top_box["y"],
+        "width": dialog_box["width"],
+        "height": bottom_box["y"] + bottom_box["height"] - top_box["y"],
+    }
+    return page.screenshot(clip=clip, animations="disabled", caret="hide")
+
+
+def _save_stacked(page: Any, images: list[bytes], path: Path) -> None:
+    """Stack PNG screenshots vertically into one PNG, rendered by the same browser (no imaging library)."""
+    sources = "".join(
+        f'<img style="display:block" src="data:image/png;base64,{base64.b64encode(image).decode()}">'
+        for image in images
+    )
+    page.set_content(f'<body style="margin:0"><div id="stack" style="display:inline-block;background:#fff">{sources}</div></body>')
+    page.wait_for_function("Array.from(document.images).every((image) => image.complete)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.locator("#stack").screenshot(path=str(path), animations="disabled")
+
+
+def _read_form(page: Any, base_url: str, conn_type: str) -> RenderedForm:
+    declared = _declared(conn_type)
+    hook_name = declared["hook-name"]
+    page.goto(f"{base_url}/connections")
+    page.get_by_role("button", name="Add Connection").click()
+    dialog = page.get_by_role("dialog")
+    type_box = dialog.get_by_role("combobox", name="Connection Type")
+    type_box.fill(hook_name)
+    page.get_by_role("option", name=hook_name, exact=True).click()
+
+    # Standard Fields is open after the type is chosen.
+    shown_standard = [name for name in STANDARD_FIELD_LABELS if name in _expected_standard_fields(conn_type)]
+    standard_section = _open_section(page, dialog, "Standard Fields", next(iter(shown_standard), None))
+    standard, _ = _read_rows(dialog)
+    standard_image = _capture(page, dialog, dialog, standard_section)
+
+    first_key = next(iter(declared["conn-fields"]))
+    extra_section = _open_section(page, dialog, "Extra Fields", f"{EXTRA_FIELD_PREFIX}{first_key}")
+    _, extra = _read_rows(dialog)
+    choices = {key: _read_choices(page, dialog, key) for key, field in extra.items() if field.role == "combobox"}
+    extra_image = _capture(page, dialog, extra_section, extra_section)
+    json_section = dialog.locator('[data-scope="accordion"][data-part="item"]').filter(
+        has=page.get_by_role("button", name="Extra Fields JSON", exact=True)
+    )
+    footer_image = _capture(page, dialog, json_section, dialog)
+
+    # The accordion never shows both sections at once, so the saved image stacks the dialog with
+    # Standard Fields open, the open Extra Fields section, and the rest of the dialog below it.
+    screenshot = SCREENSHOT_DIR / f"{conn_type}.png"
+    _save_stacked(page, [standard_image, extra_image, footer_image], screenshot)
+    return RenderedForm(conn_type, standard, extra, choices, screenshot)
+
+
+@pytest.fixture(scope="session")
+def render_form(chromium_context: Any, airflow_base_url: str) -> Callable[[str], RenderedForm]:
+    """Return a function that opens the form of a connection type once and caches what it read."""
+    forms: dict[str, RenderedForm] = {}
+    failures: dict[str, str] = {}
+
+    def render(conn_type: str) -> RenderedForm:
+        # A form that failed to render fails every later test of it at once instead of timing out again.
+        if conn_type in failures:
+            pytest.fail(f"the {conn_type} form failed to render in an earlier test: {failures[conn_type]}")
+        if conn_type not in forms:
+            page = chromium_context.new_page()
+            try:
+                forms[conn_type] = _read_form(page, airflow_base_url, conn_type)
+            except Exception as err:
+                failures[conn_type] = f"{type(err).__name__}: {str(err).splitlines()[0]}"
+                raise
+            finally:
+                page.close()
+        return forms[conn_type]
+
+    return render
+
+
+@pytest.fixture(params=sorted(CONNECTION_TYPES))
+def form(request: pytest.FixtureRequest, render_form: Callable[[str], RenderedForm]) -> RenderedForm:
+    return render_form(request.param)
+
+
+# --- Declared expectations, read from get_provider_info() -------------------------------------------
+
+
+def test_standard_fields_hidden_as_declared(form: RenderedForm) -> None:
+    assert set(form.standard_fields) == _expected_standard_fields(form.conn_type)
+
+
+def test_standard_field_labels(form: RenderedForm) -> None:
+    relabeling = _behaviour(form.conn_type)["relabeling"]
+    for name, field in form.standard_fields.items():
+        expected = relabeling.get(name, STANDARD_FIELD_LABELS[name])
+        assert field.label == expected, f"{form.conn_type}: label of standard field {name!r}"
+
+
+def test_standard_field_placeholders(form: RenderedForm) -> None:
+    placeholders = _behaviour(form.conn_type)["placeholders"]
+    for name, field in form.standard_fields.items():
+        expected = placeholders.get(name, "")
+        assert (field.placeholder or "") == expected, f"{form.conn_type}: placeholder of standard field {name!r}"
+
+
+def test_standard_password_field_is_masked(form: RenderedForm) -> None:
+    password = form.standard_fields.get("password")
+    assert password is None or password.input_type == "password"
+
+
+def test_extra_fields_in_declared_order(form: RenderedForm) -> None:
+    assert list(form.extra_fields) == list(_declared(form.conn_type)["conn-fields"])
+
+
+def test_extra_field_labels(form: RenderedForm) -> None:
+    for key, declared in _declared(form.conn_type)["conn-fields"].items():
+        assert key in form.extra_fields, f"{form.conn_type}: extra field {key!r} is not shown"
+        assert form.extra_fields[key].label == declared["label"], f"{form.conn_type}: label of extra field {key!r}"
+
+
+def test_extra_field_descriptions(form: RenderedForm) -> None:
+    for key, declared in _declared(form.conn_type)["conn-fields"].items():
+        assert key in form.extra_fields, f"{form.conn_type}: extra field {key!r} is not shown"
+        shown = _normalize_text(form.extra_fields[key].helper_text)
+        assert shown == _normalize_text(declared["description"]), f"{form.conn_type}: description of {key!r}"
+
+
+def test_secret_extra_fields_are_masked(form: RenderedForm) -> None:
+    for key, declared in _declared(form.conn_type)["conn-fields"].items():
+        is_secret = declared["schema"].get("format") == "password"
+        input_type = form.extra_fields[key].input_type
+        if is_secret:
+            assert input_type == "password", f"{form.conn_type}: secret extra field {key!r} is shown in clear"
+        else:
+            assert input_type != "password", f"{form.conn_type}: extra field {key!r} is masked but not secret"
+
+
+def test_extra_field_defaults_prefilled(form: RenderedForm) -> None:
+    for key, declared in _declared(form.conn_type)["conn-fields"].items():
+        schema = declared["schema"]
+        if "default" not in schema:
+            continue
+        field = form.extra_fields[key]
+        if isinstance(schema["default"], bool):
+            assert field.value is schema["default"], f"{form.conn_type}: default of {key!r}"
+        else:
+            assert field.value == str(schema["default"]), f"{form.conn_type}: default of {key!r}"
+
+
+def test_choice_fields_offer_declared_values(form: RenderedForm) -> None:
+    declared_choices = {
+        key: declared["schema"]["enum"]
+        for key, declared in _declared(form.conn_type)["conn-fields"].items()
+        if "enum" in declared["schema"]
+    }
+    assert set(form.choices) == set(declared_choices)
+    for key, values in declared_choices.items():
+        assert form.choices[key] == values, f"{form.conn_type}: options of {key!r}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Airflow 3.3.2's connection form renders ui-field-behaviour placeholders for the standard "
+    "fields only; /ui/connections/hook_meta does not return them for conn-fields",
+)
+def test_extra_field_placeholders(form: RenderedForm) -> None:
+    placeholders = _behaviour(form.conn_type)["placeholders"]
+    declared_keys = [key for key in placeholders if key in form.extra_fields]
+    assert declared_keys, f"{form.conn_type} declares no placeholder for an extra field"
+    for key in declared_keys:
+        assert form.extra_fields[key].placeholder == placeholders[key], f"{form.conn_type}: placeholder of {key!r}"
+
+
+def test_form_screenshot_saved(form: RenderedForm) -> None:
+    header = form.screenshot.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", header[16:24])
+    # Each extra-field row is about 100 px tall in these images, so 60 px a row is a safe lower
+    # bound that an image missing the Extra Fields section stays below.
+    assert width >= 600
+    assert height >= 60 * len(form.extra_fields)
+
+
+# --- Hard-coded expectations for the fields that matter most -----------------------------------------
+
+
+def test_salesforce_form_offers_flow_choice(render_form: Callable[[str], RenderedForm]) -> None:
+    form = render_form("salesforce_m2m")
+    assert form.extra_fields["flow"].label == "OAuth flow"
+    assert form.choices["flow"] == ["client_credentials", "jwt_bearer"]
+
+
+def test_salesforce_form_relabels_standard_fields(render_form: Callable[[str], RenderedForm]) -> None:
+    form = render_form("salesforce_m2m")
+    assert set(form.standard_fields) == {"description", "host", "login", "password"}
+    assert form.standard_fields["host"].label == "My Domain URL"
+    assert form.standard_fields["login"].label == "Consumer key"
+    assert form.standard_fields["password"].label == "Consumer secret"
+
+
+def test_bigquery_form_hides_all_standard_fields(render_form: Callable[[str], RenderedForm]) -> None:
+    form = render_form("bigquery_m2m")
+    assert set(form.standard_fields) == {"description"}
+    assert form.extra_fields["key_json"].input_type == "password"
+
+
+def test_oauth_form_shows_client_id_and_secret_only(render_form: Callable[[str], RenderedForm]) -> None:
+    form = render_form("oauth_m2m")
+    assert set(form.standard_fields) == {"description", "login", "password"}
+    assert form.standard_fields["login"].label == "Client ID"
+    assert form.choices["client_auth_method"] == ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+
+
+def test_snowflake_form_hides_password(render_form: Callable[[str], RenderedForm]) -> None:
+    form = render_form("snowflake_m2m")
+    assert set(form.standard_fields) == {"description", "login"}
+    assert form.standard_fields["login"].label == "User"
+    assert form.extra_fields["private_key"].input_type == "password"
+
+
+def test_secret_fields_masked_in_every_form(render_form: Callable[[str], RenderedForm]) -> None:
+    secrets = {
+        "oauth_m2m": ["secondary_client_secret", "private_key", "private_key_passphrase"],
+        "bigquery_m2m": ["key_json"],
+        "snowflake_m2m": ["private_key", "private_key_passphrase", "client_secret"],
+        "salesforce_m2m": ["private_key", "private_key_passphrase"],
+    }
+    for conn_type, keys in secrets.items():
+        form = render_form(conn_type)
+        for key in keys:
+            assert form.extra_fields[key].input_type == "password", f"{conn_type}: {key!r} is shown in clear"
+
+
+# --- REST API ---------------------------------------------------------------------------------------
+
+
+def test_hook_meta_lists_four_connection_types(airflow_base_url: str) -> None:
+    response = requests.get(f"{airflow_base_url}/ui/connections/hook_meta", timeout=REQUEST_TIMEOUT_SECONDS)
+    assert response.status_code == 200
+    hook_names = {meta["connection_type"]: meta["hook_name"] for meta in response.json()}
+    for conn_type in ("oauth_m2m", "bigquery_m2m", "snowflake_m2m", "salesforce_m2m"):
+        assert conn_type in hook_names, f"{conn_type} is missing from /ui/connections/hook_meta"
+        assert hook_names[conn_type] == CONNECTION_TYPES[conn_type]["hook-name"]
+
+
+def test_providers_endpoint_lists_package(airflow_base_url: str) -> None:
+    response = requests.get(f"{airflow_base_url}/api/v2/providers", timeout=REQUEST_TIMEOUT_SECONDS)
+    assert response.status_code == 200
+    versions = {provider["package_name"]: provider["version"] for provider in response.json()["providers"]}
+    assert versions.get(PACKAGE_NAME) == PROVIDER_INFO["versions"][0]
