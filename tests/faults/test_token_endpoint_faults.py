@@ -66,19 +66,7 @@ def test_oauth_hook_survives_token_fault(
         assert elapsed >= RETRY_AFTER_SECONDS
 
 
-# google-auth retries a token request on 429 and 5xx itself, but raises TransportError at once on a
-# dropped connection or a read timeout, and GoogleCredentialsGrant.obtain does not try again.
-_GOOGLE_AUTH_NO_RETRY = pytest.mark.xfail(
-    strict=True,
-    reason="bug: BigQueryM2MHook does not retry a service-account grant after a connection error or timeout",
-)
-BIGQUERY_TOKEN_FAULTS = [
-    pytest.param(fault, id=fault.name, marks=_GOOGLE_AUTH_NO_RETRY if fault.name in ("connection reset", "response slower than the timeout") else ())
-    for fault in TOKEN_FAULTS
-]
-
-
-@pytest.mark.parametrize("fault", BIGQUERY_TOKEN_FAULTS)
+@pytest.mark.parametrize("fault", TOKEN_FAULTS, ids=lambda fault: fault.name)
 def test_bigquery_hook_survives_token_fault(
     fault: TokenFault, sandbox: Sandbox, derive_connection: Callable[..., str], request: pytest.FixtureRequest
 ) -> None:
