@@ -138,7 +138,14 @@ class TokenEndpoint:
             raise _RetryableResponse(response, retry_after)
         return response
 
-    def _send_with_retries(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+    def _send_with_retries(
+        self, method: str, url: str, build: Callable[[], Mapping[str, Any]] | None = None, **kwargs: Any
+    ) -> requests.Response:
+        """Send with retries; `build`, when given, returns the request's keyword arguments anew for each attempt."""
+
+        def attempt() -> requests.Response:
+            return self._send(method, url, **(build() if build is not None else kwargs))
+
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.max_retries + 1),
             wait=self._wait_seconds,
@@ -149,7 +156,7 @@ class TokenEndpoint:
         )
         where = safe_url(url)
         try:
-            return retrying(self._send, method, url, **kwargs)
+            return retrying(attempt)
         except _RetryableResponse as err:
             status = err.response.status_code
             raise TokenEndpointError(
@@ -182,19 +189,34 @@ class TokenEndpoint:
         headers: Mapping[str, str] | None = None,
         *,
         secrets: Iterable[str] = (),
+        rebuild: Callable[[], tuple[Mapping[str, str | list[str]], Mapping[str, str], Iterable[str]]] | None = None,
     ) -> Mapping[str, Any]:
         """POST a token request and return the JSON body of a 200 response (RFC 6749 section 5.1).
 
-        ``secrets`` are redacted from any server text copied into an exception.
+        ``secrets`` are redacted from any server text copied into an exception. ``rebuild``, when
+        given, returns a new ``(form, headers, secrets)`` for each retry. A request that timed out
+        may have reached the server, and RFC 7523 section 3 lets a server reject an assertion whose
+        jti it has seen, so a retry must carry a newly signed assertion.
 
         Raises:
             OAuthError: the server sent an RFC 6749 section 5.2 error; the subclass names the code.
             TokenEndpointError: transport failure, retries exhausted or a malformed response.
         """
-        request_headers = {"Accept": "application/json", **(headers or {})}
         log.debug("Token request to %s, grant_type=%s", safe_url(token_url), form.get("grant_type"))
-        response = self._send_with_retries("POST", token_url, data=form, headers=request_headers)
-        return self._parse(response, token_url, tuple(secrets))
+        all_secrets = list(secrets)
+        attempts = 0
+
+        def build() -> dict[str, Any]:
+            nonlocal attempts
+            attempts += 1
+            data, extra_headers = form, headers
+            if attempts > 1 and rebuild is not None:
+                data, extra_headers, more_secrets = rebuild()
+                all_secrets.extend(more_secrets)
+            return {"data": data, "headers": {"Accept": "application/json", **(extra_headers or {})}}
+
+        response = self._send_with_retries("POST", token_url, build)
+        return self._parse(response, token_url, tuple(all_secrets))
 
     def fetch_json(self, url: str) -> Mapping[str, Any]:
         """GET a JSON document, such as authorization server metadata, with the same retries."""

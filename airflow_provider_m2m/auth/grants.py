@@ -9,7 +9,7 @@ import hashlib
 import ipaddress
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -124,17 +124,24 @@ def _fingerprint(*parts: Any) -> str:
 def _post(
     endpoint: TokenEndpoint,
     token_url: str,
-    form: FormData,
+    build_form: Callable[[], tuple[FormData, tuple[str, ...]]],
     client_auth: ClientAuth | None,
     default_lifetime: timedelta,
-    secrets: tuple[str, ...],
 ) -> AccessToken:
-    headers: dict[str, str] = {}
-    if client_auth is not None:
-        client_auth.apply(token_url, form, headers)
-        secrets += client_auth.secret_values()
+    """Send a token request built by `build_form` (the form and its secrets), which runs again for each retry."""
+
+    def prepare() -> tuple[FormData, dict[str, str], tuple[str, ...]]:
+        form, secrets = build_form()
+        headers: dict[str, str] = {}
+        if client_auth is not None:
+            # private_key_jwt signs a new client assertion, with a new jti, on every call.
+            client_auth.apply(token_url, form, headers)
+            secrets += client_auth.secret_values()
+        return form, headers, secrets
+
+    form, headers, secrets = prepare()
     requested_at = utcnow()
-    body = endpoint.request_token(token_url, form, headers, secrets=secrets)
+    body = endpoint.request_token(token_url, form, headers, secrets=secrets, rebuild=prepare)
     token = parse_token_response(body, requested_at=requested_at, default_lifetime=default_lifetime)
     mask_secret(token.access_token)
     for field_name in ("refresh_token", "id_token"):
@@ -217,7 +224,7 @@ class ClientCredentialsGrant:
         return form
 
     def obtain(self, endpoint: TokenEndpoint, *, default_lifetime: timedelta = DEFAULT_LIFETIME) -> AccessToken:
-        return _post(endpoint, self.token_url, self.build_form(), self.client_auth, default_lifetime, ())
+        return _post(endpoint, self.token_url, lambda: (self.build_form(), ()), self.client_auth, default_lifetime)
 
 
 class JwtBearerGrant:
@@ -300,8 +307,12 @@ class JwtBearerGrant:
         return assertion
 
     def obtain(self, endpoint: TokenEndpoint, *, default_lifetime: timedelta = DEFAULT_LIFETIME) -> AccessToken:
-        assertion = self.build_assertion()
-        form: dict[str, str | list[str]] = {"grant_type": self.grant_type, "assertion": assertion}
-        if self.scope:
-            form["scope"] = self.scope
-        return _post(endpoint, self.token_url, form, self.client_auth, default_lifetime, (assertion,))
+        def build_form() -> tuple[FormData, tuple[str, ...]]:
+            # A new assertion for each attempt: its jti must not reach the server twice.
+            assertion = self.build_assertion()
+            form: FormData = {"grant_type": self.grant_type, "assertion": assertion}
+            if self.scope:
+                form["scope"] = self.scope
+            return form, (assertion,)
+
+        return _post(endpoint, self.token_url, build_form, self.client_auth, default_lifetime)

@@ -196,11 +196,6 @@ def test_bearer_assertions_short_and_unique(sandbox: Sandbox) -> None:
         assert item["exp"] - item["iat"] <= MAX_ASSERTION_LIFETIME_SECONDS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: TokenEndpoint retries a token request with the same form, so the same private_key_jwt "
-    "assertion (same jti) reaches the server twice after a read timeout",
-)
 def test_assertion_not_resent_on_retry(
     sandbox: Sandbox, derive_connection: Callable[..., str], request: pytest.FixtureRequest
 ) -> None:
