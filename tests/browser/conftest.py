@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_INSTALL_HINT = "apt-get install -y chromium chromium-driver"
 
-# The background-networking flags keep Chromium from calling Google services at start-up, which
-# this machine's closed network refuses.
+# The background-networking flags keep Chromium from calling Google services at start-up, calls
+# that fail on a machine without internet access.
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

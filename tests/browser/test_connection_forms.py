@@ -9,17 +9,21 @@ fields that matter most against a wrong declaration.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 
 from airflow_provider_m2m.get_provider_info import PACKAGE_NAME, get_provider_info
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext, Locator, Page
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Rewritten on every run. The images are pixel-identical between runs with the same Chromium and
@@ -31,6 +35,7 @@ CONNECTION_TYPES = {info["connection-type"]: info for info in PROVIDER_INFO["con
 
 # Labels of the standard connection fields in Airflow 3.3.2's UI (i18n/locales/en/admin.json),
 # keyed by the input's name attribute. `extra` is the Extra Fields JSON editor, not a field row.
+# NOTE: none of the four forms shows Schema or Port, so those two input names are not exercised.
 STANDARD_FIELD_LABELS = {
     "description": "Description",
     "host": "Host",
@@ -129,7 +134,7 @@ def _normalize_text(text: str | None) -> str:
     return re.sub(r"\s+", " ", text or "").strip()
 
 
-def _read_rows(dialog: Any) -> tuple[dict[str, RenderedField], dict[str, RenderedField]]:
+def _read_rows(dialog: Locator) -> tuple[dict[str, RenderedField], dict[str, RenderedField]]:
     """Read the visible field rows of the dialog, split into standard and extra fields."""
     standard: dict[str, RenderedField] = {}
     extra: dict[str, RenderedField] = {}
@@ -145,7 +150,7 @@ def _read_rows(dialog: Any) -> tuple[dict[str, RenderedField], dict[str, Rendere
     return standard, extra
 
 
-def _open_section(page: Any, dialog: Any, title: str, first_field_name: str | None) -> Any:
+def _open_section(page: Page, dialog: Locator, title: str, first_field_name: str | None) -> Locator:
     """Open one section of the form's accordion and wait until its rows are laid out.
 
     The accordion shows one section at a time, so opening one closes the other.
@@ -165,19 +170,19 @@ def _open_section(page: Any, dialog: Any, title: str, first_field_name: str | No
     )
 
 
-def _read_choices(page: Any, dialog: Any, key: str) -> list[str]:
+def _read_choices(page: Page, dialog: Locator, key: str) -> list[str]:
     """Open the drop-down of extra field `key`, read its options and close it again."""
     dialog.locator(f"#{EXTRA_FIELD_PREFIX}{key}").get_by_role("combobox").click()
     options = page.get_by_role("option")
     options.first.wait_for()
     labels = [text.strip() for text in options.all_inner_texts()]
-    # Escape would also close the dialog; a click on its heading only closes the menu.
+    # Escape closes the whole dialog, not only the menu, so a click on the dialog's heading closes the menu.
     dialog.get_by_role("heading", name="Add Connection").click()
     options.first.wait_for(state="detached")
     return labels
 
 
-def _capture(page: Any, dialog: Any, top: Any, bottom: Any) -> bytes:
+def _capture(page: Page, dialog: Locator, top: Locator, bottom: Locator) -> bytes:
     """Screenshot the dialog's full width from the top of `top` to the bottom of `bottom`.
 
     The window grows to fit first, because Chromium paints only what lies inside the viewport.
@@ -202,7 +207,7 @@ def _capture(page: Any, dialog: Any, top: Any, bottom: Any) -> bytes:
     return page.screenshot(clip=clip, animations="disabled", caret="hide")
 
 
-def _save_stacked(page: Any, images: list[bytes], path: Path) -> None:
+def _save_stacked(page: Page, images: list[bytes], path: Path) -> None:
     """Stack PNG screenshots vertically into one PNG, rendered by the same browser (no imaging library)."""
     sources = "".join(
         f'<img style="display:block" src="data:image/png;base64,{base64.b64encode(image).decode()}">'
@@ -214,7 +219,7 @@ def _save_stacked(page: Any, images: list[bytes], path: Path) -> None:
     page.locator("#stack").screenshot(path=str(path), animations="disabled")
 
 
-def _read_form(page: Any, base_url: str, conn_type: str) -> RenderedForm:
+def _read_form(page: Page, base_url: str, conn_type: str) -> RenderedForm:
     declared = _declared(conn_type)
     hook_name = declared["hook-name"]
     page.goto(f"{base_url}/connections")
@@ -248,7 +253,7 @@ def _read_form(page: Any, base_url: str, conn_type: str) -> RenderedForm:
 
 
 @pytest.fixture(scope="session")
-def render_form(chromium_context: Any, airflow_base_url: str) -> Callable[[str], RenderedForm]:
+def render_form(chromium_context: BrowserContext, airflow_base_url: str) -> Callable[[str], RenderedForm]:
     """Return a function that opens the form of a connection type once and caches what it read."""
     forms: dict[str, RenderedForm] = {}
     failures: dict[str, str] = {}
@@ -315,8 +320,8 @@ def test_extra_field_labels(form: RenderedForm) -> None:
 def test_extra_field_descriptions(form: RenderedForm) -> None:
     for key, declared in _declared(form.conn_type)["conn-fields"].items():
         assert key in form.extra_fields, f"{form.conn_type}: extra field {key!r} is not shown"
-        shown = _normalize_text(form.extra_fields[key].helper_text)
-        assert shown == _normalize_text(declared["description"]), f"{form.conn_type}: description of {key!r}"
+        rendered_description = _normalize_text(form.extra_fields[key].helper_text)
+        assert rendered_description == _normalize_text(declared["description"]), f"{form.conn_type}: description of {key!r}"
 
 
 def test_secret_extra_fields_are_masked(form: RenderedForm) -> None:
@@ -442,3 +447,58 @@ def test_providers_endpoint_lists_package(airflow_base_url: str) -> None:
     assert response.status_code == 200
     versions = {provider["package_name"]: provider["version"] for provider in response.json()["providers"]}
     assert versions.get(PACKAGE_NAME) == PROVIDER_INFO["versions"][0]
+
+
+# --- Saving through the form ------------------------------------------------------------------------
+
+
+def test_salesforce_form_saves_extra_fields(chromium_context: BrowserContext, airflow_base_url: str) -> None:
+    conn_id = "salesforce_saved_from_form"
+    consumer_secret = "consumer-secret-from-form"
+    private_key_path = "/opt/airflow/secrets/server.key"
+    page = chromium_context.new_page()
+    try:
+        page.goto(f"{airflow_base_url}/connections")
+        page.get_by_role("button", name="Add Connection").click()
+        dialog = page.get_by_role("dialog")
+        dialog.locator('input[name="connection_id"]').fill(conn_id)
+        hook_name = CONNECTION_TYPES["salesforce_m2m"]["hook-name"]
+        dialog.get_by_role("combobox", name="Connection Type").fill(hook_name)
+        page.get_by_role("option", name=hook_name, exact=True).click()
+
+        _open_section(page, dialog, "Standard Fields", "host")
+        dialog.locator('input[name="host"]').fill("https://example.my.salesforce.com")
+        dialog.locator('input[name="login"]').fill("3MVG9-consumer-key")
+        dialog.locator('input[name="password"]').fill(consumer_secret)
+
+        _open_section(page, dialog, "Extra Fields", f"{EXTRA_FIELD_PREFIX}flow")
+        dialog.locator(f"#{EXTRA_FIELD_PREFIX}flow").get_by_role("combobox").click()
+        page.get_by_role("option", name="jwt_bearer", exact=True).click()
+        dialog.locator(f"#{EXTRA_FIELD_PREFIX}username").fill("integration@example.com")
+        dialog.locator(f"#{EXTRA_FIELD_PREFIX}private_key").fill(private_key_path)
+        dialog.get_by_role("button", name="Save").click()
+        dialog.wait_for(state="detached")
+    finally:
+        page.close()
+
+    response = requests.get(f"{airflow_base_url}/api/v2/connections/{conn_id}", timeout=REQUEST_TIMEOUT_SECONDS)
+    assert response.status_code == 200
+    saved = response.json()
+    assert saved["conn_type"] == "salesforce_m2m"
+    assert saved["host"] == "https://example.my.salesforce.com"
+    assert saved["login"] == "3MVG9-consumer-key"
+
+    # The form stores conn-fields in `extra` under their plain keys, typed by their schema.
+    extra = json.loads(saved["extra"])
+    assert extra["flow"] == "jwt_bearer"
+    assert extra["username"] == "integration@example.com"
+    assert extra["api_version"] == "62.0"
+    assert extra["session_lifetime_seconds"] == 7200
+    assert extra["timeout"] == 30
+    assert extra["is_sandbox"] is False
+
+    # The REST API masks both secrets and never returns their values.
+    assert saved["password"] == "***"
+    assert extra["private_key"] == "***"
+    assert consumer_secret not in response.text
+    assert private_key_path not in response.text
