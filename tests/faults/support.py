@@ -8,10 +8,12 @@ import csv
 import datetime as dt
 import json
 import os
+import secrets
 import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,9 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
+import requests
 from cryptography.hazmat.primitives import serialization
 
 from airflow_provider_m2m.sandbox import Sandbox
+from airflow_provider_m2m.sandbox._process import free_loopback_port
 from airflow_provider_m2m.sandbox.airflow_run import airflow_environment
 from airflow_provider_m2m.sandbox.seed import TARGET_OBJECT, to_target_record
 
@@ -38,6 +42,8 @@ SUMMARY_OBJECT = "Reconciliation_Run__c"
 ENCRYPTED_JWT_CONN_ID = "salesforce_m2m_jwt_encrypted"
 # A DAG run takes 20 to 30 s on a 2-core machine; the margin covers a loaded CI machine.
 DAG_RUN_TIMEOUT_SECONDS = 300
+# The API server answers its health check about 5 s after start on a 2-core machine (measured once).
+API_SERVER_START_TIMEOUT_SECONDS = 120
 # Secrets shorter than this would match by chance; every secret the sandbox makes is longer.
 MIN_SECRET_FORM_LENGTH = 8
 
@@ -247,7 +253,12 @@ class DagRun:
 
 
 class AirflowHome:
-    """An Airflow home with a migrated SQLite database; each DAG run is one `airflow dags test` child."""
+    """An Airflow home with a migrated SQLite database; each DAG run is one `airflow dags test` child.
+
+    By default tasks run in the `dags test` process, whose console output Airflow does not mask.
+    With `api_port` (from `api_server`) the run uses `--use-executor`: tasks run under the
+    supervisor, which writes masked task log files under `logs/`, as a deployment does.
+    """
 
     def __init__(self, path: Path, sandbox: Sandbox) -> None:
         self.path = path
@@ -255,21 +266,77 @@ class AirflowHome:
         # The operator writes its failures CSV under the working directory.
         self.work_dir = path / "work"
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        # Signs the task tokens of the execution API; the API server and the executor must share it.
+        self._jwt_secret = secrets.token_urlsafe(32)
 
-    def environment(self, connections: dict[str, str] | None = None, token_cache: Path | None = None) -> dict[str, str]:
+    def environment(
+        self, connections: dict[str, str] | None = None, token_cache: Path | None = None, api_port: int | None = None
+    ) -> dict[str, str]:
         merged = {**self.sandbox.connections, **(connections or {})}
         env = airflow_environment(self.path, merged)
         env["M2M_TOKEN_CACHE_DIR"] = str(token_cache or self.path / "token-cache")
+        if api_port is not None:
+            env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{api_port}/execution/"
+            env["AIRFLOW__API_AUTH__JWT_SECRET"] = self._jwt_secret
+            env["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
         return env
 
-    def start(self, label: str, connections: dict[str, str] | None = None, token_cache: Path | None = None) -> subprocess.Popen[str]:
+    @contextmanager
+    def api_server(self) -> Iterator[int]:
+        """Run `airflow api-server` on a free loopback port for supervised DAG runs; yield the port."""
+        port = free_loopback_port()
+        log_path = self.path / "runs" / "api-server.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("w", encoding="utf-8") as log_stream:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port)],
+                env=self.environment(api_port=port),
+                cwd=self.work_dir,
+                stdout=log_stream,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+                self._wait_for_api_server(port, process)
+                yield port
+            finally:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+
+    @staticmethod
+    def _wait_for_api_server(port: int, process: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + API_SERVER_START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"airflow api-server exited with code {process.returncode} before it was ready")
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"airflow api-server was not ready within {API_SERVER_START_TIMEOUT_SECONDS} s")
+
+    def start(
+        self,
+        label: str,
+        connections: dict[str, str] | None = None,
+        token_cache: Path | None = None,
+        api_port: int | None = None,
+    ) -> subprocess.Popen[str]:
         """Start `airflow dags test` in its own process group, so a test can kill it as a whole."""
         command = [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, dt.datetime.now(dt.timezone.utc).isoformat()]
+        if api_port is not None:
+            command.append("--use-executor")
         log_path = self.path / "runs" / f"{label}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         return subprocess.Popen(
             command,
-            env=self.environment(connections, token_cache),
+            env=self.environment(connections, token_cache, api_port),
             cwd=self.work_dir,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -277,9 +344,15 @@ class AirflowHome:
             start_new_session=True,
         )
 
-    def run(self, label: str, connections: dict[str, str] | None = None, token_cache: Path | None = None) -> DagRun:
+    def run(
+        self,
+        label: str,
+        connections: dict[str, str] | None = None,
+        token_cache: Path | None = None,
+        api_port: int | None = None,
+    ) -> DagRun:
         before = targets_by_key(self.sandbox)
-        process = self.start(label, connections, token_cache)
+        process = self.start(label, connections, token_cache, api_port)
         try:
             output, _ = process.communicate(timeout=DAG_RUN_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
@@ -303,6 +376,9 @@ class AirflowHome:
         assert row is not None, "the reconcile task pushed no XCom"
         value = json.loads(row[0]) if isinstance(row[0], (str, bytes)) else row[0]
         return json.loads(value) if isinstance(value, str) else value
+
+    def task_log_files(self) -> list[Path]:
+        return sorted(path for path in (self.path / "logs").rglob("*.log") if path.is_file())
 
     def stored_texts(self) -> list[tuple[str, str]]:
         """Return every XCom value, rendered template and task log file of this home, for the leak scan."""

@@ -189,3 +189,39 @@ def test_bigquery_error_in_200_body(sandbox: Sandbox, airflow_home: AirflowHome,
         assert "bigquery_m2m_default" in run.output
 
     assert run.written == set()
+
+
+def test_supervised_run_under_token_faults(
+    sandbox: Sandbox, airflow_home: AirflowHome, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Tasks run under Airflow's supervisor, which writes task log files through its secret masker.
+
+    The leak scan reads those files, as a user reads them in the UI.
+    """
+    reset_target(sandbox)
+    token_cache = tmp_path / "token-cache"
+    logs_before = set(airflow_home.task_log_files())
+
+    with airflow_home.api_server() as port:
+        with fault_run(
+            "supervised run (API server, LocalExecutor) with the BigQuery job not complete on first "
+            "answer and the Salesforce session killed mid-run (JWT bearer, encrypted key)",
+            "run succeeds; target equals source; task logs hold no secret",
+            request,
+            injected=2,
+        ) as fault:
+            connections = {"salesforce_m2m_default": sandbox.connections[ENCRYPTED_JWT_CONN_ID]}
+            sandbox.salesforce.expire_sessions_after_calls(3)
+            sandbox.bigquery.gateway.answer_incomplete(1)
+            run = airflow_home.run("supervised", connections=connections, token_cache=token_cache, api_port=port)
+            differing = keys_differing_from_source(sandbox)
+            fault.records_lost = len(differing)
+            assert run.returncode == 0, run.output[-3000:]
+            assert differing == set()
+
+    new_logs = set(airflow_home.task_log_files()) - logs_before
+    assert {path.parent.name for path in new_logs} >= {
+        "task_id=reconcile_customer_accounts",
+        "task_id=write_run_summary",
+        "task_id=enforce_failure_threshold",
+    }
