@@ -160,10 +160,10 @@ def _open_section(page: Page, dialog: Locator, title: str, first_field_name: str
         toggle.click()
     page.wait_for_function("(toggle) => toggle.getAttribute('aria-expanded') === 'true'", arg=toggle.element_handle())
     if first_field_name is not None:
-        page.wait_for_function(
-            "(name) => document.querySelector(`[name=\"${name}\"]`)?.closest('[data-part=\"root\"]')?.checkVisibility()",
-            arg=first_field_name,
-        )
+        # A JSON field has no named input, only a wrapper with that id, as in _READ_FIELDS_JS.
+        row_visible = """(name) => (document.getElementsByName(name)[0] ?? document.getElementById(name))
+            ?.closest('[data-part="root"]')?.checkVisibility()"""
+        page.wait_for_function(row_visible, arg=first_field_name)
     dialog.evaluate(_SETTLE_JS)
     return dialog.locator('[data-scope="accordion"][data-part="item"]').filter(
         has=page.get_by_role("button", name=title, exact=True)
@@ -213,7 +213,9 @@ def _save_stacked(page: Page, images: list[bytes], path: Path) -> None:
         f'<img style="display:block" src="data:image/png;base64,{base64.b64encode(image).decode()}">'
         for image in images
     )
-    page.set_content(f'<body style="margin:0"><div id="stack" style="display:inline-block;background:#fff">{sources}</div></body>')
+    page.set_content(
+        f'<body style="margin:0"><div id="stack" style="display:inline-block;background:#fff">{sources}</div></body>'
+    )
     page.wait_for_function("Array.from(document.images).every((image) => image.complete)")
     path.parent.mkdir(parents=True, exist_ok=True)
     page.locator("#stack").screenshot(path=str(path), animations="disabled")
@@ -321,7 +323,8 @@ def test_extra_field_descriptions(form: RenderedForm) -> None:
     for key, declared in _declared(form.conn_type)["conn-fields"].items():
         assert key in form.extra_fields, f"{form.conn_type}: extra field {key!r} is not shown"
         rendered_description = _normalize_text(form.extra_fields[key].helper_text)
-        assert rendered_description == _normalize_text(declared["description"]), f"{form.conn_type}: description of {key!r}"
+        expected = _normalize_text(declared["description"])
+        assert rendered_description == expected, f"{form.conn_type}: description of {key!r}"
 
 
 def test_secret_extra_fields_are_masked(form: RenderedForm) -> None:
