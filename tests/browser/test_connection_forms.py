@@ -269,7 +269,8 @@ def render_form(chromium_context: BrowserContext, airflow_base_url: str) -> Call
             try:
                 forms[conn_type] = _read_form(page, airflow_base_url, conn_type)
             except Exception as err:
-                failures[conn_type] = f"{type(err).__name__}: {str(err).splitlines()[0]}"
+                first_line = next(iter(str(err).splitlines()), "")
+                failures[conn_type] = f"{type(err).__name__}: {first_line}"
                 raise
             finally:
                 page.close()
