@@ -2,8 +2,8 @@
 Nightly reconciliation of a BigQuery table into a Salesforce custom object.
 
 Every night the DAG reads `crm.customer_accounts` from BigQuery and the `Customer_Account__c` records
-from Salesforce, upserts only the difference by the external id `External_Id__c`, records the run's
-counts in a `Reconciliation_Run__c` record, and fails when more records failed than the
+from Salesforce, and upserts only the difference by the external id `External_Id__c`. It records the
+run's counts in a `Reconciliation_Run__c` record and fails when more records failed than the
 `max_failures` param allows. A rerun writes nothing that is already in place.
 
 Connections are named by id only; the credentials live in the Airflow connections
@@ -69,8 +69,13 @@ def _failures_text(result: dict[str, Any]) -> str:
     return text[: FAILURES_FIELD_MAX_LENGTH - len(note)] + note
 
 
+def _salesforce_datetime(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _failed_count(result: dict[str, Any]) -> int:
-    return sum(int(result.get(name, 0)) for name in ("failed", "unprocessed", "rejected"))
+    # `failed` already counts the source rows the plan rejected before sending.
+    return int(result.get("failed", 0)) + int(result.get("unprocessed", 0))
 
 
 @dag(
@@ -104,7 +109,7 @@ def bigquery_to_salesforce_reconciliation() -> None:
     )
 
     @task
-    def write_run_summary(result: dict[str, Any], params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    def write_run_summary(result: dict[str, Any], params: dict[str, Any], run_id: str, dag_run: Any) -> dict[str, Any]:
         """Upsert one Reconciliation_Run__c record by run id, so a retried task updates it in place."""
         if result["dry_run"]:
             status = "Dry Run"
@@ -123,7 +128,8 @@ def bigquery_to_salesforce_reconciliation() -> None:
             "Failed__c": result.get("failed", 0),
             "Unprocessed__c": result.get("unprocessed", 0),
             "Orphans__c": result["orphans"],
-            "Finished_At__c": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "Started_At__c": _salesforce_datetime(dag_run.start_date),
+            "Finished_At__c": _salesforce_datetime(datetime.now(timezone.utc)),
             "Failures__c": _failures_text(result) if _failed_count(result) else None,
         }
         hook = SalesforceM2MHook(salesforce_m2m_conn_id=SALESFORCE_CONN_ID)

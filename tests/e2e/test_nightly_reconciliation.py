@@ -143,6 +143,13 @@ def test_first_run_summary_matches_drift(nightly_runs: NightlyRuns) -> None:
     assert summary["Orphans__c"] == len(seed.orphan_keys)
 
 
+def test_summary_records_run_times(nightly_runs: NightlyRuns) -> None:
+    summary = nightly_runs.first.summary
+    assert summary["Started_At__c"] is not None
+    assert summary["Finished_At__c"] is not None
+    assert summary["Started_At__c"] <= summary["Finished_At__c"]
+
+
 def test_first_run_counts_add_up(nightly_runs: NightlyRuns) -> None:
     summary = nightly_runs.first.summary
     accounted = sum(
