@@ -41,6 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from airflow_provider_m2m.reconcile import FieldMapping, FieldType, Mapping, plan_changes  # noqa: E402
+from airflow_provider_m2m.hooks.salesforce import BULK_QUERY_PAGE_SIZE  # noqa: E402
 
 MAPPING = Mapping(
     key=FieldMapping("account_id", "External_Id__c", FieldType.STRING, length=20),
@@ -283,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--query-set-records",
         type=int,
-        default=250_000,
-        help="maxRecords per Bulk API 2.0 query result set in the API call model",
+        default=BULK_QUERY_PAGE_SIZE,
+        help="maxRecords per Bulk API 2.0 query result set in the API call model (default: the hook's page size)",
     )
     args = parser.parse_args(argv)
 
