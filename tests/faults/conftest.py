@@ -28,8 +28,8 @@ from tests.faults.support import (
     reset_faults,
 )
 
-# The sandbox's own servers log protocol detail that the product never sees; they are test
-# infrastructure, so their lines are not part of the leak scan.
+# The sandbox's servers stand in for the third-party services and log what those would keep to
+# themselves, so their lines are not part of the leak scan.
 _SANDBOX_LOGGER = "airflow_provider_m2m.sandbox"
 
 

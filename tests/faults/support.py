@@ -38,11 +38,10 @@ if TYPE_CHECKING:
 SOURCE_ROWS = 1000
 DAG_ID = "bigquery_to_salesforce_reconciliation"
 KEY = "External_Id__c"
-SUMMARY_OBJECT = "Reconciliation_Run__c"
 ENCRYPTED_JWT_CONN_ID = "salesforce_m2m_jwt_encrypted"
 # A DAG run takes 20 to 30 s on a 2-core machine; the margin covers a loaded CI machine.
 DAG_RUN_TIMEOUT_SECONDS = 300
-# The API server answers its health check about 5 s after start on a 2-core machine (measured once).
+# The API server returns 200 on its health check about 5 s after start on a 2-core machine (measured once).
 API_SERVER_START_TIMEOUT_SECONDS = 120
 # Secrets shorter than this would match by chance; every secret the sandbox makes is longer.
 MIN_SECRET_FORM_LENGTH = 8
@@ -381,7 +380,7 @@ class AirflowHome:
         return sorted(path for path in (self.path / "logs").rglob("*.log") if path.is_file())
 
     def stored_texts(self) -> list[tuple[str, str]]:
-        """Return every XCom value, rendered template and task log file of this home, for the leak scan."""
+        """Return every XCom value, rendered template, task log file and failures CSV of this home, for the leak scan."""
         texts = []
         with sqlite3.connect(self.path / "airflow.db") as db:
             for task_id, key, value in db.execute("SELECT task_id, key, value FROM xcom"):

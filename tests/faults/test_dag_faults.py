@@ -36,7 +36,7 @@ pytestmark = pytest.mark.e2e
 # sObject Collections, so the run upserts with Bulk API 2.0.
 DROP_EVERY = 2
 BULK_MIN_WRITES = 200
-# Records the partial-failure run rejects, and after how many records its job stops.
+# Records one run rejects, and after how many records another run's job stops.
 REJECTED_COUNT = 5
 FAIL_AFTER_RECORDS = 150
 # How long the emulator holds the ingest job InProgress while the worker is killed.
@@ -68,35 +68,52 @@ def test_bulk_job_failed(sandbox: Sandbox, airflow_home: AirflowHome, request: p
     assert run.written == set()
 
 
-def test_partial_failure_then_rerun(
+def test_bulk_records_failed(sandbox: Sandbox, airflow_home: AirflowHome, request: pytest.FixtureRequest) -> None:
+    reset_target(sandbox, drop_every=DROP_EVERY)
+    planned = keys_differing_from_source(sandbox)
+    rejected = set(sorted(planned)[:REJECTED_COUNT])
+
+    with fault_run(
+        "Bulk API 2.0 job completes with some failed records",
+        "run fails with the count; target differs by exactly the reported records",
+        request,
+    ) as fault:
+        sandbox.salesforce.reject_records(rejected, "Annual revenue is out of range (injected by the fault suite)")
+        run = airflow_home.run("bulk-records-failed")
+        reported = failure_keys(airflow_home.last_result()["failures_csv"])
+        differing = keys_differing_from_source(sandbox)
+        fault.records_lost = len(differing - set(reported))
+        assert run.returncode != 0
+        assert _threshold_message(REJECTED_COUNT) in run.output
+        assert differing == set(reported)
+
+    assert reported == dict.fromkeys(rejected, "failed")
+    assert run.written == planned - rejected
+
+
+def test_unprocessed_records_then_rerun(
     sandbox: Sandbox, airflow_home: AirflowHome, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     reset_target(sandbox, drop_every=DROP_EVERY)
     planned = keys_differing_from_source(sandbox)
-    rejected = sorted(planned)[:REJECTED_COUNT]
     token_cache = tmp_path / "token-cache"
 
     with fault_run(
-        "Bulk API 2.0 job with failed records, then ended with records unprocessed",
+        "Bulk API 2.0 job ends Failed after some records, the rest unprocessed",
         "run fails with the count; target differs by exactly the reported records",
         request,
-        injected=2,
     ) as fault:
-        sandbox.salesforce.reject_records(rejected, "Annual revenue is out of range (injected by the fault suite)")
         sandbox.salesforce.fail_ingest_job_after(FAIL_AFTER_RECORDS)
-        first = airflow_home.run("partial-failure", token_cache=token_cache)
+        first = airflow_home.run("records-unprocessed", token_cache=token_cache)
         reported = failure_keys(airflow_home.last_result()["failures_csv"])
         differing = keys_differing_from_source(sandbox)
         fault.records_lost = len(differing - set(reported))
         assert first.returncode != 0
-        assert _threshold_message(len(reported)) in first.output
+        assert _threshold_message(len(planned) - FAIL_AFTER_RECORDS) in first.output
         assert differing == set(reported)
 
-    statuses = set(reported.values())
-    assert statuses == {"failed", "unprocessed"}
-    assert {key for key, status in reported.items() if status == "failed"} <= set(rejected)
+    assert set(reported.values()) == {"unprocessed"}
     assert first.written == planned - set(reported)
-    sandbox.salesforce.reject_records(())
 
     with fault_run(
         "rerun with its cached BigQuery token revoked, 429 and 503 at the token endpoint, BigQuery "

@@ -4,8 +4,6 @@ Salesforce kills the session between two Bulk API 2.0 calls. Each hook must gran
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-
 import pytest
 
 from airflow_provider_m2m.hooks.bigquery import BigQueryM2MHook
@@ -98,9 +96,7 @@ def test_salesforce_session_killed_between_bulk_calls(
     assert sandbox.salesforce.api_calls["token"] == logins_before + 1
 
 
-def test_salesforce_session_killed_twice_fails_clearly(
-    sandbox: Sandbox, derive_connection: Callable[..., str], request: pytest.FixtureRequest
-) -> None:
+def test_salesforce_session_killed_twice_fails_clearly(sandbox: Sandbox, request: pytest.FixtureRequest) -> None:
     """A session that dies again right after the new login is not renewed in a loop."""
     hook = SalesforceM2MHook(salesforce_m2m_conn_id="salesforce_m2m_default")
     hook.get_token()

@@ -54,16 +54,12 @@ def _leaked_forms(text: str, sandbox: Sandbox, *more: str) -> list[str]:
     return sorted(form[:6] + "..." for form in forms if form in text)
 
 
-def _without_ca_bundle(sandbox: Sandbox, conn_id: str, derive: Callable[..., str]) -> str:
-    return derive(conn_id, f"{conn_id}_no_ca", extra={"ca_bundle": None})
-
-
 @pytest.mark.parametrize("conn_id", HTTPS_CONNECTIONS)
 def test_tls_verified_by_default(
     conn_id: str, sandbox: Sandbox, derive_connection: Callable[..., str], request: pytest.FixtureRequest
 ) -> None:
     """Without ca_bundle the system CA store is used, so the sandbox's private CA is not trusted."""
-    new_id = _without_ca_bundle(sandbox, conn_id, derive_connection)
+    new_id = derive_connection(conn_id, f"{conn_id}_no_ca", extra={"ca_bundle": None})
     with fault_run(f"TLS server with an untrusted CA ({conn_id})", "rejected: certificate not verified", request):
         with pytest.raises(Exception) as caught:
             HOOKS[conn_id](new_id).get_token()
