@@ -14,12 +14,13 @@ import os
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
 
-from airflow_provider_m2m.auth.cache import TokenCache, default_node_cache
+from airflow_provider_m2m.auth.cache import FileTokenCache, NullTokenCache, TokenCache, default_node_cache
 from airflow_provider_m2m.auth.endpoint import TokenEndpoint
 from airflow_provider_m2m.auth.keys import load_private_key
 from airflow_provider_m2m.auth.masking import mask_secret, register_secret_masker
@@ -439,18 +440,60 @@ def argument_error(
     return fields.error(field, str(err))
 
 
-def node_token_cache() -> TokenCache:
-    """Return the node-wide token cache, encrypted with Airflow's `[core] fernet_key` when one is set."""
-    fernet_key = None
+def _airflow_option(key: str, fallback: str) -> str:
+    """Read `[m2m] key` from Airflow's configuration (or `AIRFLOW__M2M__<KEY>`)."""
+    try:
+        from airflow.configuration import conf
+
+        return str(conf.get("m2m", key, fallback=fallback))
+    except Exception:  # no readable Airflow configuration, as in a plain Python process
+        return os.environ.get(f"AIRFLOW__M2M__{key.upper()}", fallback)
+
+
+def _airflow_fernet_key() -> str | None:
     try:
         from airflow.configuration import conf
 
         fernet_key = conf.get("core", "fernet_key", fallback="") or None
-    except Exception:  # no readable Airflow configuration: the cache falls back to $AIRFLOW__CORE__FERNET_KEY
-        log.debug("Airflow's fernet_key is not readable; the token cache uses the environment", exc_info=True)
+    except Exception:  # no readable Airflow configuration: fall back to the environment
+        log.debug("Airflow's fernet_key is not readable; using $AIRFLOW__CORE__FERNET_KEY", exc_info=True)
+        fernet_key = os.environ.get("AIRFLOW__CORE__FERNET_KEY") or None
     if fernet_key is not None and fernet_key.startswith("{"):
         # An unexpanded template value such as "{FERNET_KEY}" means no key is configured.
-        fernet_key = None
+        return None
+    return fernet_key
+
+
+_cache_off_reported: set[str] = set()
+
+
+def _report_cache_off(reason: str) -> None:
+    if reason not in _cache_off_reported:
+        _cache_off_reported.add(reason)
+        log.info("Node-wide token cache is off (%s); each task process obtains its own tokens.", reason)
+
+
+def node_token_cache() -> TokenCache:
+    """Return the node-wide token cache shared by the task processes of one worker.
+
+    Tokens are encrypted at rest with Airflow's `[core] fernet_key`. Without a key the cache is
+    off rather than storing tokens in clear text, and an INFO line says so once per process.
+    `[m2m] node_token_cache = False` turns it off; `[m2m] token_cache_dir` moves it.
+    """
+    if _airflow_option("node_token_cache", "True").strip().lower() in {"false", "0", "no", "off"}:
+        _report_cache_off("[m2m] node_token_cache is False")
+        return NullTokenCache()
+    fernet_key = _airflow_fernet_key()
+    if fernet_key is None:
+        _report_cache_off("no [core] fernet_key is configured to encrypt tokens at rest; set one to share tokens")
+        return NullTokenCache()
+    directory = _airflow_option("token_cache_dir", "")
+    if directory:
+        try:
+            return FileTokenCache(Path(directory), fernet_key=fernet_key)
+        except ValueError as err:
+            log.warning("Node-wide token cache is off: [m2m] token_cache_dir %s is not usable: %s", directory, err)
+            return NullTokenCache()
     return default_node_cache(fernet_key)
 
 
