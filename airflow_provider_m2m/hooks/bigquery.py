@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://bigquery.googleapis.com/bigquery/v2"
+# google-cloud-bigquery (3.x) builds each request URL as <api_endpoint>/bigquery/v2/<path>.
+CLIENT_API_PATH = "/bigquery/v2"
 DEFAULT_SCOPES = ("https://www.googleapis.com/auth/bigquery",)
 # Impersonation calls the IAM Credentials API. google-auth gives a service-account source the
 # scope that call needs, but an external account source needs this one.
@@ -74,6 +76,18 @@ class BigQueryError(Exception):
         super().__init__(message)
         self.status_code = status_code
         self.reasons = tuple(reasons)
+
+
+def client_api_endpoint(api_url: str) -> str | None:
+    """Return the google-cloud-bigquery endpoint for a REST API root ending in /bigquery/v2, else None.
+
+    A path in front of /bigquery/v2, as on a gateway that serves several APIs, is kept.
+    """
+    parts = urlsplit(api_url)
+    path = parts.path.rstrip("/")
+    if not path.endswith(CLIENT_API_PATH):
+        return None
+    return f"{parts.scheme}://{parts.netloc}{path.removesuffix(CLIENT_API_PATH)}"
 
 
 # Credentials
@@ -668,7 +682,7 @@ class BigQueryM2MHook(M2MConnectionMixin, BaseHook):
         return self.get_session()
 
     def get_client(self) -> bigquery.Client:
-        """Return a google-cloud-bigquery client with this connection's credentials and project.
+        """Return a google-cloud-bigquery client for the connection's api_url, project and location.
 
         Needs the optional extra: `pip install airflow-provider-m2m[bigquery-client]`.
         """
@@ -680,12 +694,20 @@ class BigQueryM2MHook(M2MConnectionMixin, BaseHook):
                 "get_client() needs google-cloud-bigquery; install airflow-provider-m2m[bigquery-client]"
             ) from err
         settings = self.settings
-        parts = urlsplit(settings.api_url)
+        api_endpoint = client_api_endpoint(settings.api_url)
+        if api_endpoint is None:
+            raise self.connection_fields().error(
+                "api_url",
+                f"{settings.api_url!r} does not end in {CLIENT_API_PATH}, which google-cloud-bigquery appends "
+                f"to its endpoint, so get_client() cannot use it; set the REST API root that ends in {CLIENT_API_PATH}",
+            )
+        # The session carries the credentials, the CA bundle and the timeouts, so the client sends
+        # every request through it rather than through a session of its own.
         return bigquery.Client(
             project=settings.project_id,
             credentials=self.get_credentials(),
             location=settings.location,
-            client_options=ClientOptions(api_endpoint=f"{parts.scheme}://{parts.netloc}"),
+            client_options=ClientOptions(api_endpoint=api_endpoint),
             _http=self.get_session(),
         )
 
