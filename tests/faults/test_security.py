@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import certifi
 import pytest
 
 from airflow_provider_m2m.auth import JwtBearerGrant, TokenEndpoint, load_private_key
@@ -24,8 +25,8 @@ from airflow_provider_m2m.sandbox.runner import OAUTH_JWT_CLIENT_ID, OAUTH_SCOPE
 from airflow_provider_m2m.sandbox.tls import create_tls_files
 from tests.faults.support import ENCRYPTED_JWT_CONN_ID, LEDGER, fault_run, secret_forms
 
-# RFC 7523 section 3 asks for an exp that limits the assertion's use; five minutes is the most
-# this suite accepts as short. The provider signs its assertions for three minutes.
+# RFC 7523 section 3 requires an exp that limits the time window in which an assertion can be used.
+# Five minutes is the most this suite accepts as short, and the provider signs for three minutes.
 MAX_ASSERTION_LIFETIME_SECONDS = 300
 
 HOOKS: dict[str, Callable[[str], Any]] = {
@@ -68,7 +69,9 @@ def test_tls_verified_by_default(
         assert "certificate" in text.lower() or "tls" in text.lower()
 
 
-def test_custom_ca_bundle_trusted(sandbox: Sandbox) -> None:
+def test_custom_ca_bundle_trusted(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connection's CA bundle wins over REQUESTS_CA_BUNDLE, which requests prefers to a session's `verify`."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
     connection = json.loads(sandbox.connections["oauth_m2m_default"])
     assert connection["extra"]["ca_bundle"] == str(sandbox.tls.ca_cert)
     token = OAuthM2MHook(oauth_m2m_conn_id="oauth_m2m_default").get_token(force=True)
@@ -106,7 +109,7 @@ def test_plain_http_rejected(
     assert conn_id in message
     assert field_name in message
     assert "https" in message
-    # The message says why: credentials and tokens would cross the network unencrypted.
+    # The message gives the reason: credentials and tokens would cross the network unencrypted.
     assert "unencrypted" in message
 
 
