@@ -2,8 +2,13 @@
 
 Airflow 3.2+ builds the connection form from `conn-fields` (stored in `Connection.extra`) and
 `ui-field-behaviour` (hides and relabels the standard fields) without importing the hook, and skips
-a hook's deprecated wtforms methods when these keys are present. Placeholders for extra fields are
-given unprefixed; Airflow adds the `extra__<conn_type>__` prefix itself.
+a hook's deprecated wtforms methods when these keys are present.
+
+Checked in Airflow 3.3.2's UI: `placeholders` reach the standard fields only (host, schema, login,
+password and port), so an example for an extra field goes into its description. A placeholder key
+named like a standard field, such as "schema", lands on that standard field even when a conn-field
+has the same name. An extra field's schema `examples` become suggestions under a text input, and a
+schema type without "null" marks the field required and disables Save until it has a value.
 """
 
 from __future__ import annotations
@@ -14,13 +19,17 @@ from airflow_provider_m2m import __version__
 
 PACKAGE_NAME = "airflow-provider-m2m"
 
+# Salesforce's login hosts for production orgs and for sandbox orgs.
+SALESFORCE_LOGIN_URL = "https://login.salesforce.com"
+SALESFORCE_TEST_LOGIN_URL = "https://test.salesforce.com"
+
 _OPTIONAL_STRING = ["string", "null"]
 _TIMEOUT_DESCRIPTION = (
     "Seconds to wait for a connection and for each read, on every token and API request. Default 30."
 )
 _CA_BUNDLE_DESCRIPTION = (
-    "Path to a PEM file of CA certificates that TLS verification trusts instead of the system store. "
-    "Leave empty for public endpoints."
+    "Path to a PEM file of CA certificates that TLS verification trusts instead of the system store, "
+    "for example /etc/ssl/certs/internal-ca.pem. Leave empty for public endpoints."
 )
 _PRIVATE_KEY_DESCRIPTION = (
     "PKCS#8 or PKCS#1 private key: pasted PEM (line breaks may be lost or written as \\n), "
@@ -28,12 +37,22 @@ _PRIVATE_KEY_DESCRIPTION = (
 )
 
 
-def _text(label: str, description: str, *, default: Any = None, format: str | None = None) -> dict[str, Any]:
+def _text(
+    label: str,
+    description: str,
+    *,
+    default: Any = None,
+    format: str | None = None,
+    examples: list[str] | None = None,
+) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": _OPTIONAL_STRING}
     if default is not None:
         schema["default"] = default
     if format is not None:
         schema["format"] = format
+    if examples is not None:
+        # Offered as suggestions under the input; the user can still type any other value.
+        schema["examples"] = examples
     return {"label": label, "description": description, "schema": schema}
 
 
@@ -42,8 +61,12 @@ def _secret(label: str, description: str) -> dict[str, Any]:
     return _text(label, description, format="password")
 
 
-def _choice(label: str, description: str, values: list[str], default: str | None = None) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": _OPTIONAL_STRING, "enum": values}
+def _choice(
+    label: str, description: str, values: list[str], default: str | None = None, *, required: bool = False
+) -> dict[str, Any]:
+    # A type without "null" makes the form mark the field required and keep Save disabled until a
+    # value is chosen.
+    schema: dict[str, Any] = {"type": "string" if required else _OPTIONAL_STRING, "enum": values}
     if default is not None:
         schema["default"] = default
     return {"label": label, "description": description, "schema": schema}
@@ -66,13 +89,15 @@ def _oauth_m2m() -> dict[str, Any]:
         "conn-fields": {
             "token_url": _text(
                 "Token URL",
-                "Token endpoint of the authorization server. Set this or Issuer, not both.",
+                "Token endpoint of the authorization server, for example "
+                "https://login.example.com/oauth2/v1/token. Set this or Issuer, not both.",
                 format="url",
             ),
             "issuer": _text(
                 "Issuer",
-                "Issuer URL; the token endpoint is read from its /.well-known/openid-configuration "
-                "or oauth-authorization-server metadata. Set this or Token URL, not both.",
+                "Issuer URL, for example https://login.example.com/oauth2/default. The token endpoint is "
+                "read from its /.well-known/openid-configuration or oauth-authorization-server metadata. "
+                "Set this or Token URL, not both.",
                 format="url",
             ),
             "client_auth_method": _choice(
@@ -93,7 +118,8 @@ def _oauth_m2m() -> dict[str, Any]:
                 "Passphrase of an encrypted private key; empty for an unencrypted key.",
             ),
             "key_id": _text(
-                "Key ID (kid)", "Sent as the kid header of the client assertion, when the server needs it."
+                "Key ID (kid)",
+                "Sent as the kid header of the client assertion when the server needs it, for example key-2026-01.",
             ),
             "signing_algorithm": _choice(
                 "Signing algorithm",
@@ -102,20 +128,29 @@ def _oauth_m2m() -> dict[str, Any]:
                 default="RS256",
             ),
             "scope": _text(
-                "Scope", "Space-separated scopes to request; empty to get the client's default scopes."
+                "Scope",
+                "Space-separated scopes to request, for example: api.read api.write. Leave empty to get "
+                "the client's default scopes.",
             ),
             "audience": _text(
-                "Audience", "audience parameter of the token request, for servers that need one (Auth0)."
+                "Audience",
+                "audience parameter of the token request, for servers that need one (Auth0), for example "
+                "https://api.example.com.",
             ),
-            "resource": _text("Resource", "resource parameter (RFC 8707), for servers that need one."),
+            "resource": _text(
+                "Resource",
+                "resource parameter (RFC 8707), for servers that need one, for example https://api.example.com.",
+            ),
             "base_url": _text(
                 "API base URL",
-                "Base URL that run() and get_session() resolve relative endpoints against.",
+                "Base URL that run() and get_session() resolve relative endpoints against, for example "
+                "https://api.example.com/v1.",
                 format="url",
             ),
             "token_params": {
                 "label": "Extra token parameters",
-                "description": "JSON object of additional form parameters sent with every token request.",
+                "description": "JSON object of additional form parameters sent with every token request, "
+                'for example {"tenant": "example"}.',
                 "schema": {"type": ["object", "null"]},
             },
             "ca_bundle": _text("CA bundle", _CA_BUNDLE_DESCRIPTION),
@@ -127,16 +162,6 @@ def _oauth_m2m() -> dict[str, Any]:
             "placeholders": {
                 "login": "0oa1b2c3d4e5f6g7h8i9",
                 "password": "client secret; empty for private_key_jwt",
-                "token_url": "https://login.example.com/oauth2/v1/token",
-                "issuer": "https://login.example.com/oauth2/default",
-                "private_key": "-----BEGIN PRIVATE KEY----- ... or /path/to/key.pem",
-                "key_id": "key-2026-01",
-                "scope": "api.read api.write",
-                "audience": "https://api.example.com",
-                "resource": "https://api.example.com",
-                "base_url": "https://api.example.com/v1",
-                "token_params": '{"tenant": "example"}',
-                "ca_bundle": "/etc/ssl/certs/internal-ca.pem",
             },
         },
     }
@@ -150,25 +175,35 @@ def _bigquery_m2m() -> dict[str, Any]:
         "conn-fields": {
             "key_json": _secret(
                 "Service account key JSON",
-                "Contents of the service account key file. Set this, Key file path or Credential "
-                "configuration: exactly one.",
+                "Contents of the service account key file, a JSON object with type service_account, "
+                "project_id, private_key and client_email. Set exactly one of this, Key file path or "
+                "Credential configuration.",
             ),
-            "key_path": _text("Key file path", "Path to the service account key file on the worker."),
+            "key_path": _text(
+                "Key file path",
+                "Path to the service account key file on the worker, for example "
+                "/opt/airflow/secrets/bigquery-sa.json.",
+            ),
             "credential_config": {
                 "label": "Credential configuration (workload identity federation)",
-                "description": "external_account JSON from `gcloud iam workload-identity-pools "
-                "create-cred-config`, or a path to that file.",
+                "description": "JSON object with type external_account, audience and subject_token_type, "
+                "as written by `gcloud iam workload-identity-pools create-cred-config`, or a path to that file.",
                 "schema": {"type": ["object", "string", "null"]},
             },
             "impersonate_service_account": _text(
                 "Impersonate service account",
-                "Email of a service account to act as; the credentials above need "
+                "Email of a service account to act as, for example "
+                "etl-reader@my-project.iam.gserviceaccount.com. The credentials above need "
                 "roles/iam.serviceAccountTokenCreator on it.",
             ),
             "project_id": _text(
                 "Project ID", "Project that runs and bills the query jobs; default the key's project_id."
             ),
-            "location": _text("Location", "Location of the query jobs, such as US, EU or europe-west2."),
+            "location": _text(
+                "Location",
+                "Location of the query jobs: a multi-region (US, EU) or a region such as europe-west2.",
+                examples=["US", "EU"],
+            ),
             "scopes": _text(
                 "OAuth scopes",
                 "Comma- or space-separated scopes; default https://www.googleapis.com/auth/bigquery.",
@@ -185,15 +220,7 @@ def _bigquery_m2m() -> dict[str, Any]:
         "ui-field-behaviour": {
             "hidden-fields": ["host", "port", "login", "password", "schema", "extra"],
             "relabeling": {},
-            "placeholders": {
-                "key_json": '{"type": "service_account", "project_id": ..., "private_key": ..., "client_email": ...}',
-                "key_path": "/opt/airflow/secrets/bigquery-sa.json",
-                "credential_config": '{"type": "external_account", "audience": ..., "subject_token_type": ...}',
-                "impersonate_service_account": "etl-reader@my-project.iam.gserviceaccount.com",
-                "project_id": "my-project",
-                "location": "US",
-                "ca_bundle": "/etc/ssl/certs/internal-ca.pem",
-            },
+            "placeholders": {},
         },
     }
 
@@ -205,7 +232,8 @@ def _snowflake_m2m() -> dict[str, Any]:
         "connection-type": "snowflake_m2m",
         "conn-fields": {
             "account": _text(
-                "Account", "Account identifier, <orgname>-<account_name> or the account locator."
+                "Account",
+                "Account identifier, <orgname>-<account_name> (for example myorg-myaccount) or the account locator.",
             ),
             "auth": _choice(
                 "Authentication",
@@ -221,7 +249,7 @@ def _snowflake_m2m() -> dict[str, Any]:
             ),
             "token_url": _text(
                 "Token URL (oauth_client_credentials)",
-                "Token endpoint of the external OAuth server.",
+                "Token endpoint of the external OAuth server, for example https://login.example.com/oauth2/v1/token.",
                 format="url",
             ),
             "client_id": _text("Client ID (oauth_client_credentials)", "OAuth client ID."),
@@ -235,10 +263,10 @@ def _snowflake_m2m() -> dict[str, Any]:
                 "Cloud platform whose identity the worker presents.",
                 ["AWS", "AZURE", "GCP", "OIDC"],
             ),
-            "warehouse": _text("Warehouse", "Virtual warehouse for queries."),
-            "database": _text("Database", "Default database of the session."),
-            "schema": _text("Schema", "Default schema of the session."),
-            "role": _text("Role", "Role of the session; default the user's default role."),
+            "warehouse": _text("Warehouse", "Virtual warehouse for queries, for example COMPUTE_WH."),
+            "database": _text("Database", "Default database of the session, for example ANALYTICS."),
+            "schema": _text("Schema", "Default schema of the session, for example PUBLIC."),
+            "role": _text("Role", "Role of the session, for example ANALYST. Default: the user's default role."),
             "host": _text(
                 "Host", "Only for a non-standard endpoint; default <account>.snowflakecomputing.com."
             ),
@@ -254,18 +282,7 @@ def _snowflake_m2m() -> dict[str, Any]:
         "ui-field-behaviour": {
             "hidden-fields": ["host", "port", "password", "schema", "extra"],
             "relabeling": {"login": "User"},
-            "placeholders": {
-                "login": "ETL_SERVICE_USER",
-                "account": "myorg-myaccount",
-                "private_key": "-----BEGIN PRIVATE KEY----- ... or /path/to/rsa_key.p8",
-                "token_url": "https://login.example.com/oauth2/v1/token",
-                "scope": "session:role:ANALYST",
-                "warehouse": "COMPUTE_WH",
-                "database": "ANALYTICS",
-                "schema": "PUBLIC",
-                "role": "ANALYST",
-                "ca_bundle": "/etc/ssl/certs/internal-ca.pem",
-            },
+            "placeholders": {"login": "ETL_SERVICE_USER"},
         },
     }
 
@@ -276,13 +293,18 @@ def _salesforce_m2m() -> dict[str, Any]:
         "hook-name": "Salesforce (client credentials or JWT bearer, M2M)",
         "connection-type": "salesforce_m2m",
         "conn-fields": {
+            # Required and without a default: the hook never guesses the flow from the other fields.
             "flow": _choice(
                 "OAuth flow",
                 "client_credentials: consumer key and secret, run-as user set in the connected app. "
                 "jwt_bearer: consumer key, username and the private key of the app's certificate.",
                 ["client_credentials", "jwt_bearer"],
+                required=True,
             ),
-            "username": _text("Username (jwt_bearer)", "Salesforce username the JWT bearer flow logs in as."),
+            "username": _text(
+                "Username (jwt_bearer)",
+                "Salesforce username the JWT bearer flow logs in as, for example integration@mycompany.com.",
+            ),
             "private_key": _secret("Private key (jwt_bearer)", _PRIVATE_KEY_DESCRIPTION),
             "private_key_passphrase": _secret(
                 "Private key passphrase",
@@ -298,11 +320,13 @@ def _salesforce_m2m() -> dict[str, Any]:
                 "Assertion audience (jwt_bearer)",
                 "Overrides the audience that Sandbox org selects.",
                 format="url",
+                examples=[SALESFORCE_LOGIN_URL, SALESFORCE_TEST_LOGIN_URL],
             ),
             "token_host": _text(
                 "Token host (jwt_bearer)",
                 "Where the JWT bearer grant is posted; default the My Domain URL.",
                 format="url",
+                examples=[SALESFORCE_LOGIN_URL, SALESFORCE_TEST_LOGIN_URL],
             ),
             "api_version": _text("API version", "Salesforce REST API version.", default="62.0"),
             "session_lifetime_seconds": _number(
@@ -323,11 +347,6 @@ def _salesforce_m2m() -> dict[str, Any]:
                 "host": "https://mycompany.my.salesforce.com",
                 "login": "3MVG9... (connected app consumer key)",
                 "password": "consumer secret; empty for jwt_bearer",
-                "username": "integration@mycompany.com",
-                "private_key": "-----BEGIN PRIVATE KEY----- ... or /path/to/server.key",
-                "audience": "https://login.salesforce.com",
-                "token_host": "https://login.salesforce.com",
-                "ca_bundle": "/etc/ssl/certs/internal-ca.pem",
             },
         },
     }

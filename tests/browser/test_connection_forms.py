@@ -46,10 +46,14 @@ STANDARD_FIELD_LABELS = {
 }
 # Extra fields are rendered with inputs named element_<conn-field key>.
 EXTRA_FIELD_PREFIX = "element_"
+# Texts of Airflow 3.3.2's UI (i18n/locales/en/components.json): the placeholder of a text input
+# whose schema has `examples`, and the error under an empty required field.
+EXAMPLES_PLACEHOLDER = "Start typing to see options"
+REQUIRED_ERROR = "This field is required"
 REQUEST_TIMEOUT_SECONDS = 10
 
-# Reads every visible field row of the dialog: the input's name, label, placeholder, type, value
-# and helper text.
+# Reads every visible field row of the dialog: the input's name, label, placeholder, type, value,
+# helper text, error text, required mark and the suggestions of its datalist.
 _READ_FIELDS_JS = """
 (dialog) => Array.from(dialog.querySelectorAll('[data-scope="field"][data-part="root"]'))
   .filter((row) => row.checkVisibility())
@@ -61,6 +65,7 @@ _READ_FIELDS_JS = """
     label?.querySelectorAll('[data-part="required-indicator"], .chakra-field__requiredIndicator')
       .forEach((indicator) => indicator.remove());
     const helper = row.querySelector('[data-part="helper-text"]');
+    const error = row.querySelector('[data-part="error-text"]');
     return {
       name: named ? (named.getAttribute('name') ?? named.id) : null,
       label: label ? label.textContent.trim() : null,
@@ -73,6 +78,9 @@ _READ_FIELDS_JS = """
         : input.getAttribute('role') === 'combobox' ? (named?.value ?? null)
         : input.value,
       helper_text: helper ? helper.innerText.trim() : null,
+      error_text: error ? error.innerText.trim() : null,
+      required: row.querySelector('label[data-part="label"]')?.hasAttribute('data-required') ?? false,
+      examples: input?.list ? Array.from(input.list.options).map((option) => option.value) : [],
     };
   })
 """
@@ -102,6 +110,11 @@ class RenderedField:
     role: str | None
     value: str | bool | None
     helper_text: str | None
+    error_text: str | None
+    # True when the label carries the required mark.
+    required: bool
+    # Suggestions of the input's datalist, from the field's schema `examples`.
+    examples: list[str]
 
 
 @dataclass(frozen=True)
@@ -361,17 +374,33 @@ def test_choice_fields_offer_declared_values(form: RenderedForm) -> None:
         assert form.choices[key] == values, f"{form.conn_type}: options of {key!r}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Airflow 3.3.2's connection form renders ui-field-behaviour placeholders for the standard "
-    "fields only; /ui/connections/hook_meta does not return them for conn-fields",
-)
+def test_extra_field_examples_offered(form: RenderedForm) -> None:
+    for key, declared in _declared(form.conn_type)["conn-fields"].items():
+        expected = declared["schema"].get("examples", [])
+        assert form.extra_fields[key].examples == expected, f"{form.conn_type}: suggestions of {key!r}"
+
+
 def test_extra_field_placeholders(form: RenderedForm) -> None:
-    placeholders = _behaviour(form.conn_type)["placeholders"]
-    declared_keys = [key for key in placeholders if key in form.extra_fields]
-    assert declared_keys, f"{form.conn_type} declares no placeholder for an extra field"
-    for key in declared_keys:
-        assert form.extra_fields[key].placeholder == placeholders[key], f"{form.conn_type}: placeholder of {key!r}"
+    # Airflow 3.3.2 gives an extra text field a placeholder only when its schema has examples, and
+    # then a fixed text. ui-field-behaviour placeholders never reach extra fields.
+    for key, declared in _declared(form.conn_type)["conn-fields"].items():
+        field = form.extra_fields[key]
+        if field.role == "combobox":
+            continue
+        expected = EXAMPLES_PLACEHOLDER if declared["schema"].get("examples") else None
+        assert field.placeholder == expected, f"{form.conn_type}: placeholder of {key!r}"
+
+
+def test_required_extra_fields_marked(form: RenderedForm) -> None:
+    for key, declared in _declared(form.conn_type)["conn-fields"].items():
+        schema_type = declared["schema"]["type"]
+        required = "null" not in (schema_type if isinstance(schema_type, list) else [schema_type])
+        field = form.extra_fields[key]
+        assert field.required is required, f"{form.conn_type}: required mark of {key!r}"
+        if required and "default" not in declared["schema"]:
+            assert field.error_text == REQUIRED_ERROR, f"{form.conn_type}: error under empty {key!r}"
+        else:
+            assert field.error_text is None, f"{form.conn_type}: error under {key!r}"
 
 
 def test_form_screenshot_saved(form: RenderedForm) -> None:
@@ -391,6 +420,13 @@ def test_salesforce_form_offers_flow_choice(render_form: Callable[[str], Rendere
     form = render_form("salesforce_m2m")
     assert form.extra_fields["flow"].label == "OAuth flow"
     assert form.choices["flow"] == ["client_credentials", "jwt_bearer"]
+
+
+def test_salesforce_flow_required_without_default(render_form: Callable[[str], RenderedForm]) -> None:
+    flow = render_form("salesforce_m2m").extra_fields["flow"]
+    assert flow.required is True
+    assert flow.value == ""
+    assert flow.error_text == REQUIRED_ERROR
 
 
 def test_salesforce_form_relabels_standard_fields(render_form: Callable[[str], RenderedForm]) -> None:
@@ -421,6 +457,12 @@ def test_snowflake_form_hides_password(render_form: Callable[[str], RenderedForm
     assert form.extra_fields["private_key"].input_type == "password"
 
 
+def test_snowflake_schema_example_shown(render_form: Callable[[str], RenderedForm]) -> None:
+    schema = render_form("snowflake_m2m").extra_fields["schema"]
+    assert "for example PUBLIC" in (schema.helper_text or "")
+    assert schema.placeholder is None
+
+
 def test_secret_fields_masked_in_every_form(render_form: Callable[[str], RenderedForm]) -> None:
     secrets = {
         "oauth_m2m": ["secondary_client_secret", "private_key", "private_key_passphrase"],
@@ -446,6 +488,18 @@ def test_hook_meta_lists_four_connection_types(airflow_base_url: str) -> None:
         assert hook_names[conn_type] == CONNECTION_TYPES[conn_type]["hook-name"]
 
 
+def test_hook_meta_hidden_fields_have_no_placeholder(airflow_base_url: str) -> None:
+    # Airflow reads a placeholder key named like a standard field as that field's, even when the
+    # field is hidden and a conn-field of the same name is shown.
+    response = requests.get(f"{airflow_base_url}/ui/connections/hook_meta", timeout=REQUEST_TIMEOUT_SECONDS)
+    assert response.status_code == 200
+    metas = {meta["connection_type"]: meta for meta in response.json()}
+    for conn_type in CONNECTION_TYPES:
+        for name, behaviour in metas[conn_type]["standard_fields"].items():
+            if behaviour is not None and behaviour["hidden"]:
+                assert behaviour["placeholder"] is None, f"{conn_type}: hidden standard field {name!r}"
+
+
 def test_providers_endpoint_lists_package(airflow_base_url: str) -> None:
     response = requests.get(f"{airflow_base_url}/api/v2/providers", timeout=REQUEST_TIMEOUT_SECONDS)
     assert response.status_code == 200
@@ -456,19 +510,57 @@ def test_providers_endpoint_lists_package(airflow_base_url: str) -> None:
 # --- Saving through the form ------------------------------------------------------------------------
 
 
+def _choose_type(page: Page, dialog: Locator, conn_type: str) -> None:
+    hook_name = CONNECTION_TYPES[conn_type]["hook-name"]
+    dialog.get_by_role("combobox", name="Connection Type").fill(hook_name)
+    page.get_by_role("option", name=hook_name, exact=True).click()
+
+
+def _start_connection(page: Page, base_url: str, conn_id: str, conn_type: str) -> Locator:
+    """Open Add Connection, fill in the connection id, choose the type and return the dialog."""
+    page.goto(f"{base_url}/connections")
+    page.get_by_role("button", name="Add Connection").click()
+    dialog = page.get_by_role("dialog")
+    dialog.locator('input[name="connection_id"]').fill(conn_id)
+    _choose_type(page, dialog, conn_type)
+    return dialog
+
+
+def _choose(page: Page, dialog: Locator, key: str, value: str) -> None:
+    dialog.locator(f"#{EXTRA_FIELD_PREFIX}{key}").get_by_role("combobox").click()
+    page.get_by_role("option", name=value, exact=True).click()
+
+
+def test_salesforce_save_needs_flow(chromium_context: BrowserContext, airflow_base_url: str) -> None:
+    page = chromium_context.new_page()
+    try:
+        # The id and an OAuth connection type are enough to enable Save, so a disabled Save after
+        # the switch to Salesforce comes from the empty flow.
+        dialog = _start_connection(page, airflow_base_url, "salesforce_without_flow", "oauth_m2m")
+        save = dialog.get_by_role("button", name="Save")
+        page.wait_for_function("(button) => !button.disabled", arg=save.element_handle())
+
+        _choose_type(page, dialog, "salesforce_m2m")
+        _open_section(page, dialog, "Extra Fields", f"{EXTRA_FIELD_PREFIX}flow")
+        save_disabled_without_flow = save.is_disabled()
+
+        _choose(page, dialog, "flow", "client_credentials")
+        dialog.evaluate(_SETTLE_JS)
+        save_disabled_with_flow = save.is_disabled()
+    finally:
+        page.close()
+
+    assert save_disabled_without_flow is True
+    assert save_disabled_with_flow is False
+
+
 def test_salesforce_form_saves_extra_fields(chromium_context: BrowserContext, airflow_base_url: str) -> None:
     conn_id = "salesforce_saved_from_form"
     consumer_secret = "consumer-secret-from-form"
     private_key_path = "/opt/airflow/secrets/server.key"
     page = chromium_context.new_page()
     try:
-        page.goto(f"{airflow_base_url}/connections")
-        page.get_by_role("button", name="Add Connection").click()
-        dialog = page.get_by_role("dialog")
-        dialog.locator('input[name="connection_id"]').fill(conn_id)
-        hook_name = CONNECTION_TYPES["salesforce_m2m"]["hook-name"]
-        dialog.get_by_role("combobox", name="Connection Type").fill(hook_name)
-        page.get_by_role("option", name=hook_name, exact=True).click()
+        dialog = _start_connection(page, airflow_base_url, conn_id, "salesforce_m2m")
 
         _open_section(page, dialog, "Standard Fields", "host")
         dialog.locator('input[name="host"]').fill("https://example.my.salesforce.com")
@@ -476,8 +568,7 @@ def test_salesforce_form_saves_extra_fields(chromium_context: BrowserContext, ai
         dialog.locator('input[name="password"]').fill(consumer_secret)
 
         _open_section(page, dialog, "Extra Fields", f"{EXTRA_FIELD_PREFIX}flow")
-        dialog.locator(f"#{EXTRA_FIELD_PREFIX}flow").get_by_role("combobox").click()
-        page.get_by_role("option", name="jwt_bearer", exact=True).click()
+        _choose(page, dialog, "flow", "jwt_bearer")
         dialog.locator(f"#{EXTRA_FIELD_PREFIX}username").fill("integration@example.com")
         dialog.locator(f"#{EXTRA_FIELD_PREFIX}private_key").fill(private_key_path)
         dialog.get_by_role("button", name="Save").click()

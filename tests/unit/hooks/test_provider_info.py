@@ -14,6 +14,15 @@ from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 from airflow_provider_m2m.get_provider_info import get_provider_info
 
 CONN_TYPES = ["oauth_m2m", "bigquery_m2m", "snowflake_m2m", "salesforce_m2m"]
+# Placeholder keys that Airflow 3.3.2 gives to a standard field (providers_manager's conn_attrs,
+# without "extra"). Its UI shows no placeholder on an extra field.
+STANDARD_PLACEHOLDER_FIELDS = {"host", "schema", "login", "password", "port"}
+
+
+def _connection_type(conn_type: str) -> dict:
+    return next(
+        item for item in get_provider_info()["connection-types"] if item["connection-type"] == conn_type
+    )
 
 
 def test_matches_airflow_runtime_schema() -> None:
@@ -66,3 +75,40 @@ def test_providers_manager_loads_form(conn_type: str) -> None:
     assert all(name.startswith(f"extra__{conn_type}__") for name in behaviour["placeholders"] if "__" in name)
     assert hook is not None
     assert hook.hook_class_name.startswith("airflow_provider_m2m.hooks.")
+
+
+@pytest.mark.parametrize("conn_type", CONN_TYPES)
+def test_placeholders_only_for_shown_standard_fields(conn_type: str) -> None:
+    connection_type = _connection_type(conn_type)
+    behaviour = connection_type["ui-field-behaviour"]
+    hidden = set(behaviour["hidden-fields"])
+
+    for name in behaviour["placeholders"]:
+        assert name in STANDARD_PLACEHOLDER_FIELDS, f"{conn_type}: placeholder {name!r} is not a standard field"
+        assert name not in hidden, f"{conn_type}: placeholder for hidden standard field {name!r}"
+
+
+def test_snowflake_schema_example_in_description() -> None:
+    schema_field = _connection_type("snowflake_m2m")["conn-fields"]["schema"]
+
+    assert "PUBLIC" in schema_field["description"]
+
+
+def test_salesforce_flow_required_without_default() -> None:
+    schema = _connection_type("salesforce_m2m")["conn-fields"]["flow"]["schema"]
+
+    assert schema["type"] == "string"
+    assert schema["enum"] == ["client_credentials", "jwt_bearer"]
+    assert "default" not in schema
+
+
+def test_examples_only_on_text_fields() -> None:
+    for connection_type in get_provider_info()["connection-types"]:
+        for name, definition in connection_type["conn-fields"].items():
+            schema = definition["schema"]
+            if "examples" not in schema:
+                continue
+            label = (connection_type["connection-type"], name)
+            assert "enum" not in schema, label
+            assert schema["type"] == ["string", "null"], label
+            assert all(isinstance(example, str) and example for example in schema["examples"]), label
