@@ -1,6 +1,6 @@
 """The leak scan and the suite's figures, run after every other test of the fault suite.
 
-The scan looks for every secret the suite knows (client secrets, the private key, the key
+The scan looks for every secret the suite uses (client secrets, the private key, the key
 passphrase, every access token and Salesforce session issued) in raw, URL-encoded and base64
 form, in every text the suite kept: in-process log lines and exception texts of the hook tests,
 the output of every DAG run, and the XCom values, rendered templates, task log files and
