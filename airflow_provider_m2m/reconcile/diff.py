@@ -17,8 +17,8 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Mapping as MappingABC
-from itertools import islice
-from operator import itemgetter
+from itertools import compress, islice, repeat
+from operator import eq, is_not, itemgetter, not_
 from typing import Any
 
 from airflow_provider_m2m.reconcile.mapping import NULL, Mapping
@@ -29,6 +29,7 @@ from airflow_provider_m2m.reconcile.normalize import (
     source_column_converter,
     source_converter,
     target_converter,
+    query_text_column_converter,
     target_key_column_converter,
 )
 from airflow_provider_m2m.reconcile.plan import (
@@ -77,7 +78,8 @@ def plan_changes(
     differ.read_target(target_records)
     differ.read_source(source_rows)
 
-    plan.orphans = sorted([key for key, packed in differ.index.items() if packed is not None])
+    index = differ.index
+    plan.orphans = sorted(compress(index.keys(), map(is_not, index.values(), repeat(None))))
     if include_orphans:
         for key in plan.orphans:
             log.info("Only in the target: %s=%s", mapping.key.target, key)
@@ -134,6 +136,7 @@ class _Differ:
         self.source_converters = [source_converter(f) for f in self.fields]
         self.source_key_column = source_column_converter(mapping.key)
         self.source_columns = [source_column_converter(f) for f in self.fields]
+        self.query_text_columns = [query_text_column_converter(f) for f in self.fields]
         self.target_key_column = target_key_column_converter(mapping.key)
         self.target_converters = [target_converter(f) for f in self.fields]
         self.read_source_values = _values_getter(self.sources)
@@ -173,9 +176,14 @@ class _Differ:
         chunk_index = dict(zip(keys, packed))
         if len(chunk_index) != len(keys):
             self.repeated.update(key for key, seen in Counter(keys).items() if seen > 1)
-        if not self.index.keys().isdisjoint(chunk_index):
-            self.repeated.update(key for key in chunk_index if key in self.index)
-        self.index.update(chunk_index)
+        index = self.index
+        size = len(index)
+        index.update(chunk_index)
+        added = len(index) - size
+        if added != len(chunk_index):
+            # Some keys were indexed before. An update keeps an existing key in its place, so the
+            # keys added by this chunk are the last ones in insertion order, and the others repeat.
+            self.repeated.update(chunk_index.keys() - set(islice(reversed(index), added)))
         return True
 
     def _index_record(self, record: MappingABC[str, Any], number: int) -> None:
@@ -239,17 +247,36 @@ class _Differ:
             ]
         except (KeyError, InvalidValue):
             return False
-        packed_rows = map(SEPARATOR.join, zip(*columns)) if columns else [""] * len(chunk)
+        # Rows are compared with the target text in the form a Bulk API 2.0 query writes it, so
+        # that an unchanged row equals it as text. Equal texts there mean equal comparable forms.
+        query_texts = [
+            column if rewrite is None else rewrite(column) for rewrite, column in zip(self.query_text_columns, columns)
+        ]
+        packed_rows = list(map(SEPARATOR.join, zip(*query_texts))) if columns else [""] * len(chunk)
 
         index = self.index
-        for key, packed in zip(keys, packed_rows):
+        positions: Iterable[int] = range(len(keys))
+        if len(set(keys)) == len(keys):
+            # Each key is in one row of the chunk, so the rows can be compared in any order: the
+            # unchanged ones in a few C-level passes, and only the others one by one below.
+            # index.get returns None for a key that is absent or already seen, and None never
+            # equals text.
+            same = list(map(eq, map(index.get, keys), packed_rows))
+            unchanged = same.count(True)
+            index.update(dict.fromkeys(compress(keys, same)))  # None marks each key as seen
+            self.plan.unchanged += unchanged
+            if unchanged == len(keys):
+                return True
+            positions = compress(positions, map(not_, same))
+
+        for position in positions:
+            key = keys[position]
             current = index.get(key, _ABSENT)
-            if current == packed:  # the common case: None and _ABSENT never equal text
+            if current == packed_rows[position]:  # None and _ABSENT never equal text
                 index[key] = None
                 self.plan.unchanged += 1
             elif self._claim(key, current):
-                parts = packed.split(SEPARATOR) if columns else []
-                self._add(key, parts, current)
+                self._add(key, [column[position] for column in columns], current)
         return True
 
     def _plan_row(self, row: MappingABC[str, Any], number: int) -> None:

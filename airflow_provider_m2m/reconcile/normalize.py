@@ -75,16 +75,42 @@ def source_column_converter(field: FieldMapping) -> ColumnConverter:
     """Build the function that converts a list of source values of `field`, with the same results
     and errors as `source_converter` applied to each value.
 
-    Text columns take a fast path: when every value is already valid text, the list is checked
-    with a few C-level string operations and returned as it is.
+    Every type but a DECIMAL without a plain scale takes a fast path for the values that a BigQuery
+    client returns: None and one exact Python type per field. A list with any other value, or one
+    that the fast path cannot prove it handles exactly as `source_converter` does, is converted
+    value by value instead.
     """
     convert = source_converter(field)
 
     def convert_each(values: list[Any]) -> list[str]:
         return list(map(convert, values))
 
-    if not field.type.is_text:
+    build_fast_path = _COLUMN_BUILDERS.get(field.type)
+    if build_fast_path is None:
         return convert_each
+    return build_fast_path(field, convert_each)
+
+
+def query_text_column_converter(field: FieldMapping) -> ColumnConverter | None:
+    """Build the function that rewrites comparable texts of `field` as a Bulk API 2.0 query CSV
+    writes the same values, or return None where the two texts are the same.
+
+    The query writes a number without trailing zeros ("1200.5" for 1200.50). The comparable form
+    of a DECIMAL with a scale has exactly `scale` decimal places, so it is rewritten. The target
+    converter returns the comparable form for that text, so equal texts in this form mean equal
+    comparable forms.
+    """
+    if field.type is not FieldType.DECIMAL or not field.scale:
+        return None
+
+    def trim_zeros(texts: list[str]) -> list[str]:
+        return [text.rstrip("0").rstrip(".") if "." in text else text for text in texts]
+
+    return trim_zeros
+
+
+def _text_column(field: FieldMapping, convert_each: ColumnConverter) -> ColumnConverter:
+    """Check a list of valid text with a few C-level string operations and return it as it is."""
     length = field.length
     required = not field.nullable
 
@@ -435,26 +461,48 @@ def _date_target(field: FieldMapping) -> Converter:
 # Texts of days and of seconds within a day, cached because formatting a datetime field costs more
 # than any other conversion per row. The caps bound the memory to a few MB.
 _MAX_CACHED_DAYS = 100_000
-_day_texts: dict[int, str] = {}
-_second_texts: dict[int, str] = {}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL = _EPOCH.toordinal()
+
+
+class _DayTexts(dict[int, str]):
+    """Texts "YYYY-MM-DDT" by the number of days since 1970-01-01, filled on first use."""
+
+    def __missing__(self, days: int) -> str:
+        day = date.fromordinal(_EPOCH_ORDINAL + days)
+        text = f"{day.year:04d}-{day.month:02d}-{day.day:02d}T"
+        if len(self) < _MAX_CACHED_DAYS:
+            self[days] = text
+        return text
+
+
+class _SecondTexts(dict[int, str]):
+    """Texts "HH:MM:SS.000Z" by the second within a day, filled on first use."""
+
+    def __missing__(self, second: int) -> str:
+        hours, rest = divmod(second, 3600)
+        text = f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}.000Z"
+        self[second] = text  # at most 86,400 entries
+        return text
+
+
+_day_texts = _DayTexts()
+_second_texts = _SecondTexts()
 
 
 def _datetime_text(moment: datetime) -> str:
     """Write an aware datetime in UTC, truncated to whole seconds, as Salesforce returns it."""
-    if moment.tzinfo is not UTC:
+    if moment.tzinfo is not UTC or type(moment) is not datetime:
         moment = moment.astimezone(UTC)
-    day = moment.toordinal()
-    day_text = _day_texts.get(day)
-    if day_text is None:
-        day_text = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
-        if len(_day_texts) < _MAX_CACHED_DAYS:
-            _day_texts[day] = day_text
-    second = moment.hour * 3600 + moment.minute * 60 + moment.second
-    second_text = _second_texts.get(second)
-    if second_text is None:
-        second_text = f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.000Z"
-        _second_texts[second] = second_text  # at most 86,400 entries
-    return day_text + second_text
+        # A subclass, such as pandas.Timestamp, may subtract differently: keep its fields only.
+        moment = datetime(
+            moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second, tzinfo=UTC
+        )
+    # Both operands have the same tzinfo object, so Python subtracts their fields without calling
+    # utcoffset(). The timedelta is normalised to whole days and 0 <= seconds < 86,400, which
+    # truncates microseconds towards the earlier second, also before 1970.
+    since_epoch = moment - _EPOCH
+    return _day_texts[since_epoch.days] + _second_texts[since_epoch.seconds]
 
 
 def _datetime_source(field: FieldMapping) -> Converter:
@@ -498,6 +546,123 @@ def _datetime_target(field: FieldMapping) -> Converter:
     return convert
 
 
+# Column fast paths -------------------------------------------------------------------------------
+#
+# Each builder takes a field and the value-by-value converter of its column. It returns a converter
+# that handles a list of None and one exact type in a comprehension or a C-level map, with no
+# Python call per value, and hands every other list to the value-by-value converter. Checking
+# `type(value)` in a set excludes subclasses, so bool never passes for int, nor datetime for date.
+
+_NONE_TYPE = type(None)
+_DECIMAL_TYPES = frozenset({Decimal, _NONE_TYPE})
+_INTEGER_TYPES = frozenset({int, _NONE_TYPE})
+_BOOLEAN_TYPES = frozenset({bool, _NONE_TYPE})
+_DATE_TYPES = frozenset({date, _NONE_TYPE})
+_DATETIME_TYPES = frozenset({datetime, _NONE_TYPE})
+_BOOLEAN_VALUE_TEXT = {True: "true", False: "false", None: "false"}
+
+
+def _types_within(values: list[Any], types: frozenset[type]) -> bool:
+    return set(map(type, values)) <= types
+
+
+def _decimal_column(field: FieldMapping, convert_each: ColumnConverter) -> ColumnConverter:
+    quantum = _quantum(field)
+    if quantum is None or quantum < _SMALLEST_PLAIN_QUANTUM:
+        return convert_each
+    required = not field.nullable
+    negative_zero = str(Decimal(0).quantize(quantum).copy_negate())  # "-0.00" at scale 2
+
+    def convert_column(values: list[Any]) -> list[str]:
+        if not _types_within(values, _DECIMAL_TYPES) or (required and None in values):
+            return convert_each(values)
+        try:
+            texts = [
+                NULL_TEXT if value is None else str(value.quantize(quantum, ROUND_HALF_UP)) for value in values
+            ]
+        except InvalidOperation:  # an infinity, a signalling NaN or too many digits
+            return convert_each(values)
+        # A quiet NaN quantizes to "NaN". A rounded value of zero keeps its sign, and its text is
+        # the negative zero, which the value-by-value converter writes without the sign.
+        joined = "\x00".join(texts)
+        if "N" in joined or negative_zero in joined:
+            return convert_each(values)
+        return texts
+
+    return convert_column
+
+
+def _integer_column(field: FieldMapping, convert_each: ColumnConverter) -> ColumnConverter:
+    required = not field.nullable
+
+    def convert_column(values: list[Any]) -> list[str]:
+        if not _types_within(values, _INTEGER_TYPES) or (required and None in values):
+            return convert_each(values)
+        return [NULL_TEXT if value is None else str(value) for value in values]
+
+    return convert_column
+
+
+def _boolean_column(field: FieldMapping, convert_each: ColumnConverter) -> ColumnConverter:
+    def convert_column(values: list[Any]) -> list[str]:
+        if not _types_within(values, _BOOLEAN_TYPES):
+            return convert_each(values)
+        return list(map(_BOOLEAN_VALUE_TEXT.__getitem__, values))
+
+    return convert_column
+
+
+class _DateTexts(dict[date | None, str]):
+    """ISO 8601 texts of dates, filled on first use; None maps to NULL_TEXT."""
+
+    def __missing__(self, day: date) -> str:
+        text = day.isoformat()
+        if len(self) < _MAX_CACHED_DAYS:
+            self[day] = text
+        return text
+
+
+def _date_column(field: FieldMapping, convert_each: ColumnConverter) -> ColumnConverter:
+    required = not field.nullable
+    texts = _DateTexts({None: NULL_TEXT})
+
+    def convert_column(values: list[Any]) -> list[str]:
+        if not _types_within(values, _DATE_TYPES) or (required and None in values):
+            return convert_each(values)
+        return list(map(texts.__getitem__, values))
+
+    return convert_column
+
+
+def _datetime_column(field: FieldMapping, convert_each: ColumnConverter) -> ColumnConverter:
+    required = not field.nullable
+    day_texts, second_texts = _day_texts, _second_texts
+
+    def convert_column(values: list[Any]) -> list[str]:
+        if not _types_within(values, _DATETIME_TYPES) or (required and None in values):
+            return convert_each(values)
+        # The UTC datetimes that the BigQuery client returns for a TIMESTAMP, as _datetime_text
+        # writes them. The filter drops any other zone, and the length check then sends the list
+        # value by value.
+        texts = [
+            NULL_TEXT if value is None else day_texts[(since := value - _EPOCH).days] + second_texts[since.seconds]
+            for value in values
+            if value is None or value.tzinfo is UTC
+        ]
+        return texts if len(texts) == len(values) else convert_each(values)
+
+    return convert_column
+
+
+_COLUMN_BUILDERS: dict[FieldType, Callable[[FieldMapping, ColumnConverter], ColumnConverter]] = {
+    FieldType.DECIMAL: _decimal_column,
+    FieldType.INTEGER: _integer_column,
+    FieldType.BOOLEAN: _boolean_column,
+    FieldType.DATE: _date_column,
+    FieldType.DATETIME: _datetime_column,
+}
+
+
 _SOURCE_BUILDERS: dict[FieldType, Callable[[FieldMapping], Converter]] = {
     FieldType.DECIMAL: _decimal_source,
     FieldType.INTEGER: _integer_source,
@@ -517,3 +682,4 @@ _TARGET_BUILDERS: dict[FieldType, Callable[[FieldMapping], Converter]] = {
 for _text_type in TEXT_TYPES:
     _SOURCE_BUILDERS[_text_type] = _text_source
     _TARGET_BUILDERS[_text_type] = _text_target
+    _COLUMN_BUILDERS[_text_type] = _text_column
