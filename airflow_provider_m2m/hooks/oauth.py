@@ -20,7 +20,7 @@ from airflow_provider_m2m.auth import (
     TokenProvider,
     discover_token_endpoint,
 )
-from airflow_provider_m2m.auth.client_auth import SUPPORTED_ALGORITHMS
+from airflow_provider_m2m.auth.client_auth import SUPPORTED_ALGORITHMS, load_certificate
 from airflow_provider_m2m.auth.errors import KeyLoadError
 from airflow_provider_m2m.hooks._connection import (
     ConnectionFieldError,
@@ -38,6 +38,10 @@ from airflow_provider_m2m.hooks._connection import (
 log = logging.getLogger(__name__)
 
 CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
+# Fields that only private_key_jwt reads. Any other method ignores them and logs a warning.
+PRIVATE_KEY_JWT_FIELDS = ("private_key", "certificate", "assertion_audience")
+# Connection fields of the PrivateKeyJwt arguments that ARGUMENT_FIELDS does not name.
+_ARGUMENT_FIELDS = {"certificate": "certificate", "assertion_audience": "assertion_audience"}
 
 
 class BaseUrlSession(TimeoutSession):
@@ -88,8 +92,15 @@ class OAuthM2MHook(M2MConnectionMixin, BaseHook):
                 hint="private_key_jwt signs the client assertion with it",
             )
             algorithm = fields.choice("signing_algorithm", SUPPORTED_ALGORITHMS, default="RS256")
+            certificate_text = fields.text("certificate")
             return PrivateKeyJwt(
-                client_id, private_key, key_id=fields.text("key_id"), algorithm=algorithm or "RS256"
+                client_id,
+                private_key,
+                key_id=fields.text("key_id"),
+                algorithm=algorithm or "RS256",
+                certificate=load_certificate(certificate_text) if certificate_text else None,
+                # Read as text, not as a URL field, because that strips the trailing slash Auth0 needs.
+                assertion_audience=fields.text("assertion_audience"),
             )
         secret = fields.secret(secret_field, required=True, hint=f"{method} sends the client secret")
         assert secret is not None
@@ -141,6 +152,15 @@ class OAuthM2MHook(M2MConnectionMixin, BaseHook):
             token_url = self._token_url(fields)
             grant = self._grant(fields, token_url, client_auth)
             fallback = None
+            if method != "private_key_jwt":
+                for name in PRIVATE_KEY_JWT_FIELDS:
+                    if fields.is_set(name):
+                        log.warning(
+                            "Connection %r: %s is set but only private_key_jwt uses it, so %s ignores it",
+                            fields.connection_id,
+                            name,
+                            method,
+                        )
             if fields.is_set("secondary_client_secret"):
                 if method == "private_key_jwt":
                     log.warning(
@@ -155,7 +175,7 @@ class OAuthM2MHook(M2MConnectionMixin, BaseHook):
             raise
         except ValueError as err:
             # The auth package validates arguments when built; name the connection field they came from.
-            raise argument_error(fields, err) from None
+            raise argument_error(fields, err, _ARGUMENT_FIELDS) from None
         self._provider = TokenProvider(
             grant,
             connection_id=fields.connection_id,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import json
 import logging
@@ -30,6 +31,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import jwt
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -87,6 +89,14 @@ class OAuthClient:
     service_account: bool = False
     # Subjects (other than itself) the client may name in `sub` of a JWT bearer assertion.
     allowed_subjects: tuple[str, ...] = ()
+    # base64url SHA-256 and SHA-1 of the registered certificate's DER. When set, a private_key_jwt
+    # assertion must name the certificate in its x5t#S256 header, as Entra ID requires. An x5t
+    # header, when present, must match too.
+    certificate_sha256: str | None = None
+    certificate_sha1: str | None = None
+    # When set, the only `aud` accepted in a private_key_jwt assertion, as Auth0 accepts only its
+    # tenant URL. Otherwise the token URL and the issuer are accepted.
+    assertion_audience: str | None = None
 
 
 @dataclass(frozen=True)
@@ -197,7 +207,22 @@ class OAuthServer:
         scopes: Iterable[str] = (),
         service_account: bool = False,
         allowed_subjects: Iterable[str] = (),
+        certificate_pem: str | None = None,
+        assertion_audience: str | None = None,
     ) -> OAuthClient:
+        """Register a client. With `certificate_pem` and no `public_key_pem`, the certificate's key is used."""
+        certificate_sha256 = certificate_sha1 = None
+        if certificate_pem is not None:
+            certificate = x509.load_pem_x509_certificate(certificate_pem.encode("ascii"))
+            der = certificate.public_bytes(serialization.Encoding.DER)
+            certificate_sha256 = _base64url(hashlib.sha256(der).digest())
+            certificate_sha1 = _base64url(hashlib.sha1(der, usedforsecurity=False).digest())
+            if public_key_pem is None:
+                public_key_pem = (
+                    certificate.public_key()
+                    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+                    .decode("ascii")
+                )
         client = OAuthClient(
             client_id=client_id,
             secrets=[value for value in (secret, secondary_secret) if value],
@@ -206,6 +231,9 @@ class OAuthServer:
             scopes=tuple(scopes),
             service_account=service_account,
             allowed_subjects=tuple(allowed_subjects),
+            certificate_sha256=certificate_sha256,
+            certificate_sha1=certificate_sha1,
+            assertion_audience=assertion_audience,
         )
         if public_key_pem is not None:
             serialization.load_pem_public_key(public_key_pem.encode("ascii"))  # fail now on a bad key
@@ -445,8 +473,10 @@ class OAuthServer:
             raise _invalid_client("Unknown client or no public key registered for private_key_jwt.", challenge=False)
         if "client_id" in form and form["client_id"] != client.client_id:
             raise OAuthError("invalid_request", "client_id does not match the assertion's iss.")
+        _check_certificate_thumbprints(assertion, client)
+        audiences = [client.assertion_audience] if client.assertion_audience else [self.token_url, self.issuer]
         try:
-            claims = self._verify_assertion(assertion, client, audiences=[self.token_url, self.issuer])
+            claims = self._verify_assertion(assertion, client, audiences=audiences)
         except jwt.PyJWTError as err:
             raise _invalid_client(f"Invalid client assertion: {err}.", challenge=False) from err
         # RFC 7523 section 3: for client authentication, iss and sub are both the client id.
@@ -590,6 +620,33 @@ def _granted_scopes(client: OAuthClient, requested: str | None) -> list[str]:
     if unknown:
         raise OAuthError("invalid_scope", f"Scopes not allowed for this client: {' '.join(unknown)}.")
     return scopes
+
+
+def _base64url(digest: bytes) -> str:
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _check_certificate_thumbprints(assertion: str, client: OAuthClient) -> None:
+    """Require the x5t#S256 header (and x5t, when sent) to name the client's registered certificate.
+
+    RFC 7515 sections 4.1.7 and 4.1.8 define both thumbprints. Entra ID finds the certificate by them.
+    """
+    if client.certificate_sha256 is None:
+        return
+    try:
+        header = jwt.get_unverified_header(assertion)
+    except jwt.PyJWTError as err:
+        raise _invalid_client(f"The client assertion has no readable header: {err}.", challenge=False) from err
+    if header.get("x5t#S256") != client.certificate_sha256:
+        raise _invalid_client(
+            "The client assertion's x5t#S256 header does not name a certificate registered for the client.",
+            challenge=False,
+        )
+    if "x5t" in header and header["x5t"] != client.certificate_sha1:
+        raise _invalid_client(
+            "The client assertion's x5t header does not name a certificate registered for the client.",
+            challenge=False,
+        )
 
 
 def _unverified_claim(assertion: str, claim: str, error: str) -> Any:

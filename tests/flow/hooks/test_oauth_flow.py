@@ -1,5 +1,6 @@
 """OAuthM2MHook against the sandbox OAuth server: each client authentication method, issuer
-discovery, secret rotation, key forms, and a protected API that checks the bearer token."""
+discovery, secret rotation, key forms, certificate thumbprints and assertion audience, and a
+protected API that checks the bearer token."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import base64
 import json
 import logging
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 
-from airflow_provider_m2m.auth import TokenRejectedError
+from airflow_provider_m2m.auth import InvalidClient, TokenRejectedError
+from airflow_provider_m2m.hooks._connection import ConnectionFieldError
 from airflow_provider_m2m.hooks.oauth import OAuthM2MHook
 from airflow_provider_m2m.sandbox import Sandbox
 from airflow_provider_m2m.sandbox.http import Request, Response, Router, SandboxServer
@@ -236,3 +241,121 @@ def test_untrusted_ca_fails_tls(sandbox: Sandbox, derive_connection: Callable[..
 
 def test_requests_session_type(sandbox: Sandbox) -> None:
     assert isinstance(OAuthM2MHook().get_session(), requests.Session)
+
+
+# --- private_key_jwt for Microsoft Entra ID (certificate thumbprint) and Auth0 (assertion aud) ------
+
+
+def _self_signed_certificate(private_key_pem: str) -> str:
+    """Return a PEM certificate for the key, as a user would upload to the authorization server."""
+    key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "m2m-sandbox-client")])
+    now = datetime.now(timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+@pytest.fixture
+def certificate_client(sandbox: Sandbox) -> tuple[str, str, str]:
+    """Register a client that, like Entra ID and Auth0 together, requires the certificate's
+    x5t#S256 header and the issuer URL with a trailing slash as aud; return (client id, certificate
+    PEM, expected aud)."""
+    client_id = "m2m-sandbox-certificate-client"
+    certificate_pem = _self_signed_certificate(sandbox.private_key_pem)
+    audience = f"{sandbox.oauth.issuer}/"
+    sandbox.oauth.register_client(
+        client_id,
+        certificate_pem=certificate_pem,
+        assertion_audience=audience,
+        scopes=["sandbox.read", "sandbox.write"],
+    )
+    return client_id, certificate_pem, audience
+
+
+def test_certificate_and_audience_grant_token(
+    sandbox: Sandbox, derive_connection: Callable[..., str], certificate_client: tuple[str, str, str]
+) -> None:
+    client_id, certificate_pem, audience = certificate_client
+    conn_id = derive_connection(
+        "oauth_m2m_private_key_jwt",
+        "oauth_certificate",
+        login=client_id,
+        # Escaped line breaks, as in an AIRFLOW_CONN_* variable written on one line.
+        extra={"certificate": certificate_pem.replace("\n", "\\n"), "assertion_audience": audience},
+    )
+
+    token = OAuthM2MHook(conn_id).get_token()
+
+    assert sandbox.oauth.introspect(token.access_token)["client_id"] == client_id
+    assertion_client, claims = sandbox.oauth.assertions[-1]
+    assert assertion_client == client_id
+    assert claims["aud"] == audience
+
+
+def test_missing_certificate_is_rejected(
+    sandbox: Sandbox, derive_connection: Callable[..., str], certificate_client: tuple[str, str, str]
+) -> None:
+    client_id, _, audience = certificate_client
+    conn_id = derive_connection(
+        "oauth_m2m_private_key_jwt",
+        "oauth_no_certificate",
+        login=client_id,
+        extra={"assertion_audience": audience},
+    )
+
+    with pytest.raises(InvalidClient) as raised:
+        OAuthM2MHook(conn_id).get_token()
+
+    assert "x5t#S256" in str(raised.value)
+    assert repr(conn_id) in str(raised.value)
+
+
+def test_token_url_audience_is_rejected(
+    sandbox: Sandbox, derive_connection: Callable[..., str], certificate_client: tuple[str, str, str]
+) -> None:
+    client_id, certificate_pem, _ = certificate_client
+    conn_id = derive_connection(
+        "oauth_m2m_private_key_jwt",
+        "oauth_default_audience",
+        login=client_id,
+        extra={"certificate": certificate_pem},
+    )
+
+    with pytest.raises(InvalidClient) as raised:
+        OAuthM2MHook(conn_id).get_token()
+
+    assert "audience" in str(raised.value).lower()
+
+
+def test_certificate_of_other_key_fails_early(
+    sandbox: Sandbox,
+    derive_connection: Callable[..., str],
+    certificate_client: tuple[str, str, str],
+    rsa_pem: str,
+) -> None:
+    client_id, _, audience = certificate_client
+    conn_id = derive_connection(
+        "oauth_m2m_private_key_jwt",
+        "oauth_wrong_certificate",
+        login=client_id,
+        extra={"certificate": _self_signed_certificate(rsa_pem), "assertion_audience": audience},
+    )
+    requests_before = len(sandbox.oauth.token_requests)
+
+    with pytest.raises(ConnectionFieldError) as raised:
+        OAuthM2MHook(conn_id).get_token()
+
+    assert raised.value.connection_id == conn_id
+    assert raised.value.field == "certificate"
+    assert "does not match private_key" in str(raised.value)
+    assert sandbox.private_key_pem not in str(raised.value)
+    assert len(sandbox.oauth.token_requests) == requests_before
