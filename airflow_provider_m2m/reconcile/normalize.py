@@ -75,10 +75,10 @@ def source_column_converter(field: FieldMapping) -> ColumnConverter:
     """Build the function that converts a list of source values of `field`, with the same results
     and errors as `source_converter` applied to each value.
 
-    Every type but a DECIMAL without a plain scale takes a fast path for the values that a BigQuery
-    client returns: None and one exact Python type per field. A list with any other value, or one
-    that the fast path cannot prove it handles exactly as `source_converter` does, is converted
-    value by value instead.
+    Text, INTEGER, BOOLEAN, DATE, DATETIME, and DECIMAL columns with a scale of at most 6 take a
+    fast path for the values that a BigQuery client returns: None and one exact Python type per
+    field. A list with any other value, or one that the fast path cannot prove it handles exactly
+    as `source_converter` does, is converted value by value instead.
     """
     convert = source_converter(field)
 
