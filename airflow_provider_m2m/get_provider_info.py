@@ -117,15 +117,29 @@ def _oauth_m2m() -> dict[str, Any]:
                 "Private key passphrase",
                 "Passphrase of an encrypted private key; empty for an unencrypted key.",
             ),
+            # Public data: not marked sensitive, so the form shows it and the API returns it unmasked.
+            "certificate": _text(
+                "Certificate (private_key_jwt)",
+                "X.509 certificate of the private key, for servers that find the key by its thumbprint "
+                "(Microsoft Entra ID): the client assertion then carries x5t#S256 and x5t headers. "
+                "Pasted PEM, base64 of a PEM or DER certificate, or a path to a certificate file on the "
+                "worker, for example /opt/airflow/secrets/orders-client.crt.",
+            ),
             "key_id": _text(
                 "Key ID (kid)",
                 "Sent as the kid header of the client assertion when the server needs it, for example key-2026-01.",
             ),
             "signing_algorithm": _choice(
                 "Signing algorithm",
-                "Algorithm of the client assertion: RS256 for an RSA key, ES256 for a P-256 EC key.",
-                ["RS256", "ES256"],
+                "Algorithm of the client assertion: RS256 or PS256 for an RSA key, ES256 for a P-256 EC key.",
+                ["RS256", "PS256", "ES256"],
                 default="RS256",
+            ),
+            "assertion_audience": _text(
+                "Assertion audience (private_key_jwt)",
+                "aud claim of the client assertion, when the server expects a value other than the token "
+                "URL. For Auth0 set the tenant URL with its trailing slash, for example "
+                "https://example-tenant.us.auth0.com/. Default: the token URL.",
             ),
             "scope": _text(
                 "Scope",

@@ -14,12 +14,18 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
+from airflow_provider_m2m.auth.client_auth import load_certificate
 from airflow_provider_m2m.get_provider_info import PACKAGE_NAME, get_provider_info
 
 if TYPE_CHECKING:
@@ -450,6 +456,15 @@ def test_oauth_form_shows_client_id_and_secret_only(render_form: Callable[[str],
     assert form.choices["client_auth_method"] == ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 
 
+def test_oauth_certificate_shown_in_clear(render_form: Callable[[str], RenderedForm]) -> None:
+    form = render_form("oauth_m2m")
+    assert form.extra_fields["certificate"].label == "Certificate (private_key_jwt)"
+    assert form.extra_fields["certificate"].input_type == "text"
+    assert form.extra_fields["private_key"].input_type == "password"
+    assert "https://example-tenant.us.auth0.com/" in (form.extra_fields["assertion_audience"].helper_text or "")
+    assert form.choices["signing_algorithm"] == ["RS256", "PS256", "ES256"]
+
+
 def test_snowflake_form_hides_password(render_form: Callable[[str], RenderedForm]) -> None:
     form = render_form("snowflake_m2m")
     assert set(form.standard_fields) == {"description", "login"}
@@ -596,4 +611,58 @@ def test_salesforce_form_saves_extra_fields(chromium_context: BrowserContext, ai
     assert saved["password"] == "***"
     assert extra["private_key"] == "***"
     assert consumer_secret not in response.text
+    assert private_key_path not in response.text
+
+
+def _self_signed_certificate_pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "m2m-form-client")])
+    now = datetime.now(timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def test_oauth_form_saves_certificate(chromium_context: BrowserContext, airflow_base_url: str) -> None:
+    conn_id = "oauth_certificate_from_form"
+    certificate_pem = _self_signed_certificate_pem()
+    private_key_path = "/opt/airflow/secrets/orders-client.pem"
+    audience = "https://example-tenant.us.auth0.com/"
+    page = chromium_context.new_page()
+    try:
+        dialog = _start_connection(page, airflow_base_url, conn_id, "oauth_m2m")
+
+        _open_section(page, dialog, "Standard Fields", "login")
+        dialog.locator('input[name="login"]').fill("client-from-form")
+
+        _open_section(page, dialog, "Extra Fields", f"{EXTRA_FIELD_PREFIX}token_url")
+        dialog.locator(f"#{EXTRA_FIELD_PREFIX}token_url").fill("https://example-tenant.us.auth0.com/oauth/token")
+        _choose(page, dialog, "client_auth_method", "private_key_jwt")
+        dialog.locator(f"#{EXTRA_FIELD_PREFIX}private_key").fill(private_key_path)
+        # A single-line input drops the line breaks of the pasted PEM, as a user's paste would.
+        dialog.locator(f"#{EXTRA_FIELD_PREFIX}certificate").fill(certificate_pem)
+        dialog.locator(f"#{EXTRA_FIELD_PREFIX}assertion_audience").fill(audience)
+        dialog.get_by_role("button", name="Save").click()
+        dialog.wait_for(state="detached")
+    finally:
+        page.close()
+
+    response = requests.get(f"{airflow_base_url}/api/v2/connections/{conn_id}", timeout=REQUEST_TIMEOUT_SECONDS)
+    assert response.status_code == 200
+    extra = json.loads(response.json()["extra"])
+    assert extra["client_auth_method"] == "private_key_jwt"
+    assert extra["assertion_audience"] == audience
+
+    # The certificate is public, so the REST API returns it, and the hook loads what the form stored.
+    assert extra["certificate"] != "***"
+    assert load_certificate(extra["certificate"]) == x509.load_pem_x509_certificate(certificate_pem.encode())
+    assert extra["private_key"] == "***"
     assert private_key_path not in response.text

@@ -112,3 +112,15 @@ def test_examples_only_on_text_fields() -> None:
             assert "enum" not in schema, label
             assert schema["type"] == ["string", "null"], label
             assert all(isinstance(example, str) and example for example in schema["examples"]), label
+
+
+def test_oauth_certificate_field_not_sensitive() -> None:
+    oauth = next(
+        info for info in get_provider_info()["connection-types"] if info["connection-type"] == "oauth_m2m"
+    )
+    fields = oauth["conn-fields"]
+
+    assert "format" not in fields["certificate"]["schema"]
+    assert fields["private_key"]["schema"]["format"] == "password"
+    assert "format" not in fields["assertion_audience"]["schema"]
+    assert "PS256" in fields["signing_algorithm"]["schema"]["enum"]
