@@ -20,6 +20,7 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from airflow_provider_m2m.auth.masking import basic_credentials, mask_secret
 from airflow_provider_m2m.auth.token import utcnow
@@ -93,10 +94,8 @@ def public_key_digest(private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKe
     return hashlib.sha256(der).hexdigest()
 
 
-def _public_key_der(public_key: object) -> bytes:
-    return public_key.public_bytes(  # type: ignore[attr-defined]
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+def _public_key_der(public_key: PublicKeyTypes) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _der_of_pem_certificate(text: str) -> bytes | None:
