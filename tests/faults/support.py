@@ -217,6 +217,7 @@ def reset_faults(sandbox: Sandbox) -> None:
     """Disarm every fault hook of the sandbox and let running Bulk jobs finish."""
     emulator = sandbox.salesforce
     emulator.set_processing_delay(0)
+    emulator.release_uploads()
     emulator.reject_records(())
     with emulator.lock:
         emulator.bulk.faults.fail_plans.clear()

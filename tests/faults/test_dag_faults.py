@@ -43,6 +43,9 @@ FAIL_AFTER_RECORDS = 150
 # How long the emulator keeps the ingest job InProgress while the worker is killed.
 HELD_JOB_SECONDS = 15
 JOB_APPEAR_TIMEOUT_SECONDS = 180
+# Maximum time the emulator keeps a CSV upload open. The test releases it as soon as the worker is killed.
+HELD_UPLOAD_SECONDS = 240
+HELD_UPLOAD_POLL_SECONDS = 0.5
 
 
 def _threshold_message(count: int) -> str:
@@ -194,6 +197,58 @@ def test_worker_killed_during_upsert(sandbox: Sandbox, airflow_home: AirflowHome
     assert killed_job.state == "JobComplete"
     assert written_keys(before, after_kill) == planned
     assert rerun.written == set()
+    assert duplicate_keys(sandbox) == []
+
+
+def _wait_for_held_upload(sandbox: Sandbox, process: subprocess.Popen[str]) -> str | None:
+    """Return the id of the job whose CSV upload the emulator keeps open, or None when the run ended first."""
+    deadline = time.monotonic() + JOB_APPEAR_TIMEOUT_SECONDS
+    while time.monotonic() < deadline and process.poll() is None:
+        job_id = sandbox.salesforce.wait_for_held_upload(HELD_UPLOAD_POLL_SECONDS)
+        if job_id is not None:
+            return job_id
+    return None
+
+
+def test_worker_killed_mid_upload(sandbox: Sandbox, airflow_home: AirflowHome, request: pytest.FixtureRequest) -> None:
+    """A worker killed while its CSV upload is in flight leaves an Open job, from which Salesforce writes nothing."""
+    reset_target(sandbox, drop_every=DROP_EVERY)
+    planned = keys_differing_from_source(sandbox)
+    before = targets_by_key(sandbox)
+    known_jobs = set(sandbox.salesforce.bulk.ingest_jobs)
+
+    with fault_run(
+        "worker killed (SIGKILL) while it uploads the CSV of its Bulk API upsert job, then the DAG rerun",
+        "killed job stays Open and writes nothing; rerun writes every record once with a new job",
+        request,
+    ) as fault:
+        sandbox.salesforce.hold_uploads(HELD_UPLOAD_SECONDS)
+        process = airflow_home.start("worker-killed-mid-upload")
+        try:
+            job_id = _wait_for_held_upload(sandbox, process)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            airflow_home.record_output("worker-killed-mid-upload", output)
+            sandbox.salesforce.release_uploads()
+        assert job_id is not None, f"no upload reached the emulator before the run ended; last lines:\n{output[-3000:]}"
+        sandbox.salesforce.wait_for_jobs(timeout=30)
+        after_kill = targets_by_key(sandbox)
+
+        rerun = airflow_home.run("after-worker-killed-mid-upload")
+        differing = keys_differing_from_source(sandbox)
+        fault.records_lost = len(differing)
+        assert rerun.returncode == 0, rerun.output[-3000:]
+        assert differing == set()
+
+    assert process.returncode == -signal.SIGKILL
+    assert sandbox.salesforce.bulk.ingest_jobs[job_id].state == "Open"
+    rerun_jobs = set(sandbox.salesforce.bulk.ingest_jobs) - known_jobs - {job_id}
+    assert rerun_jobs
+    assert all(sandbox.salesforce.bulk.ingest_jobs[rerun_job].state == "JobComplete" for rerun_job in rerun_jobs)
+    assert written_keys(before, after_kill) == set()
+    assert rerun.written == planned
     assert duplicate_keys(sandbox) == []
 
 

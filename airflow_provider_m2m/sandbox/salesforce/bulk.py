@@ -180,6 +180,13 @@ class IngestFaults:
     processing_delay_seconds: float = 0.0
     # External id (as `match_key` folds it) -> validation message for rows that upsert jobs reject.
     rejected_keys: dict[str, str] = field(default_factory=dict)
+    # While set, each CSV upload waits for this event (at most `upload_hold_seconds`) before the
+    # emulator stores it and responds, so a test can kill the client in the middle of the request.
+    upload_release: threading.Event | None = None
+    upload_hold_seconds: float = 0.0
+    # Ids of the jobs whose upload was held, in arrival order. `upload_held` is set at the first one.
+    held_upload_jobs: list[str] = field(default_factory=list)
+    upload_held: threading.Event = field(default_factory=threading.Event)
 
 
 class BulkApi:
@@ -272,8 +279,21 @@ class BulkApi:
             raise BulkError(404, "NOT_FOUND", "The requested resource does not exist")
         return job
 
+    def _hold_upload(self, job: IngestJob) -> None:
+        """Keep an upload request open while a test has armed the upload hold (`IngestFaults.upload_release`)."""
+        with self.store.lock:
+            release = self.faults.upload_release
+            seconds = self.faults.upload_hold_seconds
+            if release is None:
+                return
+            self.faults.held_upload_jobs.append(job.id)
+            self.faults.upload_held.set()
+        log.info("Salesforce emulator: upload to ingest job %s held for up to %.0f s, as a test requested", job.id, seconds)
+        release.wait(seconds)
+
     def upload(self, request: Request, session: Session) -> Response:
         job = self._ingest_job(request)
+        self._hold_upload(job)
         with self.store.lock:
             if job.state != "Open":
                 raise BulkError(409, "INVALIDJOBSTATE", f"Job with id {job.id} is not in Open state; data can only be uploaded to an Open job")

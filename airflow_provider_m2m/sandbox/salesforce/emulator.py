@@ -309,6 +309,38 @@ class SalesforceEmulator:
         with self.lock:
             self.bulk.faults.processing_delay_seconds = seconds
 
+    def hold_uploads(self, seconds: float) -> None:
+        """Hold every Bulk API 2.0 CSV upload (`PUT /jobs/ingest/{id}/batches`) open.
+
+        The emulator has read the request body but neither stores it nor responds until
+        `release_uploads()` is called or `seconds` pass, so a test can kill the client while its
+        upload is in flight. `wait_for_held_upload` tells when the first upload arrived.
+        """
+        with self.lock:
+            faults = self.bulk.faults
+            if faults.upload_release is not None:
+                faults.upload_release.set()
+            faults.upload_release = threading.Event()
+            faults.upload_hold_seconds = seconds
+            faults.held_upload_jobs.clear()
+            faults.upload_held.clear()
+
+    def wait_for_held_upload(self, timeout: float) -> str | None:
+        """Wait up to `timeout` seconds for an upload to be held, and return its job id (None if none was)."""
+        if not self.bulk.faults.upload_held.wait(timeout):
+            return None
+        with self.lock:
+            return self.bulk.faults.held_upload_jobs[0]
+
+    def release_uploads(self) -> None:
+        """Let held uploads continue (each is stored and gets its response) and stop holding new ones."""
+        with self.lock:
+            faults = self.bulk.faults
+            if faults.upload_release is not None:
+                faults.upload_release.set()
+            faults.upload_release = None
+            faults.upload_hold_seconds = 0.0
+
     def reset_api_calls(self) -> None:
         with self.lock:
             self.api_calls.clear()
