@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 # caller would wait through a full retry budget in turn during a token endpoint outage.
 RENEWAL_RETRY_SECONDS = 15.0
 
+# Client authentication methods that send a client secret (RFC 6749 section 2.3.1).
+CLIENT_SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post"})
+
 
 @dataclass
 class _Slot:
@@ -52,6 +55,11 @@ def _slot_for(key: str) -> _Slot:
         if slot is None:
             slot = _slots[key] = _Slot()
         return slot
+
+
+def _authenticates_with_secret(grant: Grant) -> bool:
+    client_auth = getattr(grant, "client_auth", None)
+    return getattr(client_auth, "method", None) in CLIENT_SECRET_METHODS
 
 
 def clear_memory_cache() -> None:
@@ -85,7 +93,7 @@ class TokenProvider:
         clock_skew: how far the API's clock may run ahead of this host's.
         default_lifetime: lifetime assumed when a response carries no expiry.
         fallback_grant: the same grant with the secondary client secret, tried once when the
-            primary gets ``invalid_client``.
+            primary gets ``invalid_client``, or any HTTP 401 for a client secret method.
     """
 
     def __init__(
@@ -219,19 +227,35 @@ class TokenProvider:
             return self._obtain(self.fallback_grant)
         try:
             return self._obtain(self.grant)
-        except InvalidClient:
-            if self.fallback_grant is None:
+        except (OAuthError, TokenEndpointError) as err:
+            if self.fallback_grant is None or not self._rejects_client_secret(err):
                 raise
+            reason = err.error if isinstance(err, OAuthError) else "no OAuth error body"
+            status_code = err.status_code
         log.warning(
-            "Connection %r: the token endpoint rejected the primary client secret (invalid_client); "
+            "Connection %r: the token endpoint rejected the primary client secret (%s, HTTP %s); "
             "the secondary secret is used now. Rotate the primary secret of connection %r.",
             self.connection_id,
+            reason,
+            status_code,
             self.connection_id,
         )
         token = self._obtain(self.fallback_grant)
         self._use_fallback = True
         return token
 
+    def _rejects_client_secret(self, err: OAuthError | TokenEndpointError) -> bool:
+        """Tell whether ``err`` means the token endpoint rejected the client secret.
+
+        RFC 6749 section 5.2 defines ``invalid_client`` for failed client authentication and lets
+        the server send it with HTTP 401. Keycloak sends ``unauthorized_client`` and Auth0
+        ``access_denied`` with that 401 for a wrong secret, so any 401 to a grant that sends a
+        client secret counts as a rejected secret. A 400 with another code, such as
+        ``invalid_scope``, would fail with the secondary secret too.
+        """
+        if isinstance(err, InvalidClient):
+            return True
+        return err.status_code == 401 and _authenticates_with_secret(self.grant)
     def _obtain(self, grant: Grant) -> AccessToken:
         grant_type = str(getattr(grant, "grant_type", type(grant).__name__))
         tags = self._tags(grant_type=grant_type)

@@ -7,13 +7,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from airflow_provider_m2m.auth import (
     AccessToken,
+    ClientSecretBasic,
     InvalidScope,
+    OAuthError,
+    PrivateKeyJwt,
     TokenEndpointError,
     TokenProvider,
     clear_memory_cache,
 )
+from airflow_provider_m2m.auth.errors import oauth_error_for
 
 
 class CountingGrant:
@@ -183,3 +189,78 @@ def test_fallback_changes_cache_key():
     rotating = _provider(CountingGrant(key="aa" * 32), fallback_grant=CountingGrant(key="bb" * 32))
 
     assert plain.cache_key != rotating.cache_key
+
+
+def _rotating_grants(primary_failure: Exception, client_auth=None) -> tuple[CountingGrant, CountingGrant]:
+    primary = CountingGrant(key="aa" * 32)
+    primary.client_auth = client_auth or ClientSecretBasic("svc", "old-secret")
+    primary.failure = primary_failure
+    secondary = CountingGrant(key="bb" * 32)
+    secondary.client_auth = ClientSecretBasic("svc", "new-secret")
+    return primary, secondary
+
+
+@pytest.mark.parametrize(
+    ("failure", "falls_back"),
+    [
+        (oauth_error_for("invalid_client", status_code=400), True),
+        (oauth_error_for("invalid_client", status_code=401), True),
+        # Keycloak's response to a wrong client secret.
+        (oauth_error_for("unauthorized_client", "Invalid client credentials", status_code=401), True),
+        # Auth0's response to a wrong client secret.
+        (oauth_error_for("access_denied", "Unauthorized", status_code=401), True),
+        (TokenEndpointError("HTTP 401 without an OAuth error body", status_code=401), True),
+        (oauth_error_for("unauthorized_client", status_code=400), False),
+        (oauth_error_for("invalid_scope", status_code=400), False),
+        (TokenEndpointError("HTTP 403 without an OAuth error body", status_code=403), False),
+    ],
+    ids=lambda value: f"{getattr(value, 'error', 'transport')}-{getattr(value, 'status_code', '')}",
+)
+def test_secondary_secret_tried_on_rejection(failure, falls_back, caplog):
+    primary, secondary = _rotating_grants(failure)
+    provider = TokenProvider(primary, connection_id="billing_api", cache=None, fallback_grant=secondary)
+
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_m2m.auth"):
+        if falls_back:
+            token = provider.get_token()
+        else:
+            with pytest.raises(type(failure)):
+                provider.get_token()
+
+    assert primary.calls == 1
+    assert secondary.calls == (1 if falls_back else 0)
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    if falls_back:
+        assert token.access_token == "token-1"
+        assert len(warnings) == 1
+        assert "'billing_api'" in warnings[0]
+        assert "old-secret" not in warnings[0]
+    else:
+        assert warnings == []
+
+
+def test_secondary_secret_tried_once():
+    primary, secondary = _rotating_grants(oauth_error_for("access_denied", status_code=401))
+    secondary.failure = oauth_error_for("access_denied", status_code=401)
+    provider = TokenProvider(primary, connection_id="billing_api", cache=None, fallback_grant=secondary)
+
+    with pytest.raises(OAuthError) as caught:
+        provider.get_token()
+
+    assert caught.value.error == "access_denied"
+    assert caught.value.connection_id == "billing_api"
+    assert primary.calls == 1
+    assert secondary.calls == 1
+
+
+def test_401_without_secret_no_fallback():
+    key = ec.generate_private_key(ec.SECP256R1())
+    primary, secondary = _rotating_grants(
+        oauth_error_for("access_denied", status_code=401), client_auth=PrivateKeyJwt("svc", key, algorithm="ES256")
+    )
+    provider = TokenProvider(primary, connection_id="billing_api", cache=None, fallback_grant=secondary)
+
+    with pytest.raises(OAuthError):
+        provider.get_token()
+
+    assert secondary.calls == 0
