@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from datetime import datetime, timezone
 from typing import Any
 
@@ -24,6 +25,8 @@ from airflow.timetables.trigger import CronTriggerTimetable
 from airflow_provider_m2m.hooks.salesforce import SalesforceM2MHook
 from airflow_provider_m2m.operators.reconcile import BigQueryToSalesforceReconcileOperator
 from airflow_provider_m2m.reconcile import FieldMapping, FieldType, Mapping
+
+log = logging.getLogger(__name__)
 
 BIGQUERY_CONN_ID = "bigquery_m2m_default"
 SALESFORCE_CONN_ID = "salesforce_m2m_default"
@@ -108,9 +111,12 @@ def bigquery_to_salesforce_reconciliation() -> None:
         dry_run="{{ params.dry_run }}",
     )
 
-    @task
+    @task(multiple_outputs=False)
     def write_run_summary(result: dict[str, Any], params: dict[str, Any], run_id: str, dag_run: Any) -> dict[str, Any]:
-        """Upsert one Reconciliation_Run__c record by run id, so a retried task updates it in place."""
+        """Upsert one Reconciliation_Run__c record by run id, so a retried task updates it in place.
+
+        A dry run writes nothing: it logs the planned counts and returns them.
+        """
         if result["dry_run"]:
             status = "Dry Run"
         elif _failed_count(result) > params["max_failures"]:
@@ -123,20 +129,31 @@ def bigquery_to_salesforce_reconciliation() -> None:
             "Source_Read__c": result["read_source"],
             "Target_Read__c": result["read_target"],
             "Unchanged__c": result["unchanged"],
-            "Created__c": result.get("created", 0),
-            "Updated__c": result.get("updated", 0),
-            "Failed__c": result.get("failed", 0),
+            # A dry run's result holds the planned counts under "create" and "update".
+            "Created__c": result.get("created", result.get("create", 0)),
+            "Updated__c": result.get("updated", result.get("update", 0)),
+            "Failed__c": result.get("failed", result.get("rejected", 0)),
             "Unprocessed__c": result.get("unprocessed", 0),
             "Orphans__c": result["orphans"],
             "Started_At__c": _salesforce_datetime(dag_run.start_date),
             "Finished_At__c": _salesforce_datetime(datetime.now(timezone.utc)),
             "Failures__c": _failures_text(result) if _failed_count(result) else None,
         }
+        summary = {name: value for name, value in fields.items() if name != "Failures__c"}
+        if result["dry_run"]:
+            log.info(
+                "Dry run, nothing written: %d to create, %d to update, %d unchanged, %d rejected before sending",
+                fields["Created__c"],
+                fields["Updated__c"],
+                fields["Unchanged__c"],
+                fields["Failed__c"],
+            )
+            return summary
         hook = SalesforceM2MHook(salesforce_m2m_conn_id=SALESFORCE_CONN_ID)
         outcome = hook.upsert_record(SUMMARY_OBJECT, "Run_Id__c", run_id, fields)
         if outcome.status == "failed":
             raise AirflowFailException(f"Writing the {SUMMARY_OBJECT} record for run {run_id} failed: {outcome.error}")
-        return {"status": status, **{name: value for name, value in fields.items() if name != "Failures__c"}}
+        return summary
 
     @task
     def enforce_failure_threshold(result: dict[str, Any], params: dict[str, Any]) -> None:

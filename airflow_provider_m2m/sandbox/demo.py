@@ -9,7 +9,9 @@ with `airflow dags test`, then prints the run summary record as Salesforce store
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -44,15 +46,29 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _print_summary(record: dict) -> None:
+def _dry_run_summary(airflow_home: Path) -> dict | None:
+    """Read the summary a dry run returned as XCom, since a dry run writes no summary record."""
+    with sqlite3.connect(airflow_home / "airflow.db") as db:
+        row = db.execute(
+            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = 'write_run_summary' AND key = 'return_value' "
+            "ORDER BY timestamp DESC LIMIT 1",
+            (DAG_ID,),
+        ).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def _print_summary(record: dict, *, dry_run: bool = False) -> None:
     width = max(len(label) for _, label in SUMMARY_FIELDS)
-    print(f"\nReconciliation summary ({SUMMARY_OBJECT} {record.get('Run_Id__c')}):")
+    if dry_run:
+        print("\nDry run: nothing was written. The plan, with created and updated meaning planned:")
+    else:
+        print(f"\nReconciliation summary ({SUMMARY_OBJECT} {record.get('Run_Id__c')}):")
     for field, label in SUMMARY_FIELDS:
         value = record.get(field)
         if isinstance(value, float) or (hasattr(value, "to_integral_value") and value is not None):
             value = int(value)
         print(f"  {label:<{width}}  {value}")
-    written = sum(int(record.get(name) or 0) for name in ("Created__c", "Updated__c"))
+    written = 0 if dry_run else sum(int(record.get(name) or 0) for name in ("Created__c", "Updated__c"))
     accounted = sum(
         int(record.get(name) or 0) for name in ("Unchanged__c", "Created__c", "Updated__c", "Failed__c", "Unprocessed__c")
     )
@@ -78,12 +94,16 @@ def main(argv: list[str] | None = None) -> int:
             log_file=state_dir / "dag-run.log",
             conf={"dry_run": args.dry_run},
         )
-        summaries = sandbox.salesforce.records(SUMMARY_OBJECT)
-        if run.returncode != 0 or not summaries:
+        if args.dry_run:
+            summary = _dry_run_summary(airflow_home)
+        else:
+            records = sandbox.salesforce.records(SUMMARY_OBJECT)
+            summary = records[-1] if records else None
+        if run.returncode != 0 or summary is None:
             tail = "\n".join(run.output.splitlines()[-40:])
             print(f"\nThe DAG run failed (exit code {run.returncode}). Last lines of {run.log_file}:\n{tail}")
             return 1
-        _print_summary(summaries[-1])
+        _print_summary(summary, dry_run=args.dry_run)
         print(f"\nFull Airflow output: {run.log_file}")
     return 0
 
