@@ -386,6 +386,14 @@ def csv_value(value: Any) -> str:
     raise TypeError(f"cannot send a {type(value).__name__} to Salesforce")
 
 
+def has_literal_csv_null(record: Mapping[str, Any]) -> bool:
+    """Tell whether a value other than the NULL sentinel would be written as the CSV cell `#N/A`."""
+    return any(
+        value is not NULL and value is not None and csv_value(value) == BULK_CSV_NULL
+        for value in record.values()
+    )
+
+
 def _strip_attributes(value: Any) -> Any:
     """Drop the `attributes` entries Salesforce adds to each record and nested record."""
     if isinstance(value, Mapping):
@@ -643,8 +651,10 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         """Upsert records by external id and return one outcome per input record, in input order.
 
         Up to `bulk_threshold` records go through sObject Collections in requests of 200; more go
-        through Bulk API 2.0. In a record, the `NULL` sentinel sets a field to null and a None
-        value (or a missing key) leaves the field as it is. The outcomes' created, updated, failed
+        through Bulk API 2.0. Records with a text value of exactly `#N/A` still go through
+        Collections, because Bulk API 2.0 would store that value as null. In a record, the
+        `NULL` sentinel sets a field to null and a None value (or a missing key) leaves the field
+        as it is. The outcomes' created, updated, failed
         and unprocessed counts add up to `len(records)`.
         """
         outcomes: list[RecordOutcome | None] = [None] * len(records)
@@ -661,7 +671,25 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         if len(sendable) <= bulk_threshold:
             self._upsert_collections(object_name, external_id_field, records, sendable, outcomes)
         else:
-            self._upsert_bulk(object_name, external_id_field, records, sendable, outcomes)
+            # Bulk API 2.0 reads a "#N/A" cell as null, so a text value that is literally "#N/A"
+            # would be stored as null while its outcome reports success. sObject Collections send
+            # JSON and store the text, so those records go there.
+            literal: list[int] = []
+            bulk: list[int] = []
+            for index in sendable:
+                (literal if has_literal_csv_null(records[index]) else bulk).append(index)
+            if literal:
+                log.info(
+                    "Sending %d %s records through sObject Collections on connection %r because a value "
+                    "is the text %r, which Bulk API 2.0 would store as null",
+                    len(literal),
+                    object_name,
+                    self.salesforce_m2m_conn_id,
+                    BULK_CSV_NULL,
+                )
+                self._upsert_collections(object_name, external_id_field, records, literal, outcomes)
+            if bulk:
+                self._upsert_bulk(object_name, external_id_field, records, bulk, outcomes)
 
         final = [outcome for outcome in outcomes if outcome is not None]
         assert len(final) == len(records), "every input record must have exactly one outcome"

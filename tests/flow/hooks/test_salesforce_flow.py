@@ -126,6 +126,26 @@ def test_bulk_upsert_accounts_for_every_record(sandbox: Sandbox) -> None:
     assert _record(sandbox, existing[0])["Notes__c"] is None
 
 
+def test_bulk_upsert_keeps_literal_na_text(sandbox: Sandbox) -> None:
+    hook = SalesforceM2MHook()
+    existing = sorted(record[KEY] for record in sandbox.salesforce.records(OBJECT))[5]
+    records = [{KEY: f"LNA-{number:06d}", "Name": f"Literal NA {number}"} for number in range(30)]
+    records[12]["Notes__c"] = "#N/A"
+    records[20]["Tier__c"] = "Unobtainium"
+    records.append({KEY: existing, "Name": "Literal NA cleared", "Notes__c": NULL})
+    jobs_before = sandbox.salesforce.api_calls["bulk_ingest_create"]
+
+    outcomes = hook.upsert_records(OBJECT, KEY, records, bulk_threshold=10)
+
+    assert [outcome.key for outcome in outcomes] == [record[KEY] for record in records]
+    assert _statuses(outcomes) == Counter({"created": 29, "updated": 1, "failed": 1})
+    assert outcomes[12].status == "created"
+    assert outcomes[20].status == "failed"
+    assert sandbox.salesforce.api_calls["bulk_ingest_create"] > jobs_before
+    assert _record(sandbox, "LNA-000012")["Notes__c"] == "#N/A"
+    assert _record(sandbox, existing)["Notes__c"] is None
+
+
 def test_bulk_upsert_failed_job_is_unprocessed(sandbox: Sandbox) -> None:
     hook = SalesforceM2MHook()
     records = [{KEY: f"FJB-{number:06d}", "Name": f"Failed job {number}"} for number in range(220)]

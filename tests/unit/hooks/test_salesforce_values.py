@@ -18,6 +18,7 @@ from airflow_provider_m2m.hooks.salesforce import (
     SalesforceM2MHook,
     csv_value,
     explain_login_error,
+    has_literal_csv_null,
     is_session_rejected,
     json_value,
 )
@@ -58,6 +59,21 @@ def test_csv_value(value: Any, expected: str) -> None:
 )
 def test_json_value(value: Any, expected: Any) -> None:
     assert json_value(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        ({"Name": "#N/A"}, True),
+        ({"Name": "Acme", "Notes__c": "#N/A"}, True),
+        ({"Name": "Acme", "Notes__c": NULL}, False),
+        ({"Name": "Acme", "Notes__c": None}, False),
+        ({"Name": "#N/A ", "Notes__c": "n/a"}, False),
+        ({}, False),
+    ],
+)
+def test_has_literal_csv_null(record: dict[str, Any], expected: bool) -> None:
+    assert has_literal_csv_null(record) is expected
 
 
 def test_naive_datetime_rejected() -> None:
