@@ -60,7 +60,8 @@ def discover_token_endpoint(issuer: str, endpoint: TokenEndpoint) -> str:
         # which stops a metadata document from redirecting tokens to another server.
         if str(metadata.get("issuer", "")).rstrip("/") != key:
             raise TokenEndpointError(
-                f"metadata at {safe_url(url)} names issuer {metadata.get('issuer')!r}, expected {issuer!r}"
+                f"metadata at {safe_url(url)} names issuer {safe_url(str(metadata.get('issuer')))!r}, "
+                f"expected {safe_url(issuer)!r}"
             )
         token_endpoint = metadata.get("token_endpoint")
         if not isinstance(token_endpoint, str):
@@ -69,11 +70,13 @@ def discover_token_endpoint(issuer: str, endpoint: TokenEndpoint) -> str:
             validate_token_url(token_endpoint, "token_endpoint")
         except ValueError as err:
             raise TokenEndpointError(f"metadata at {safe_url(url)}: {err}") from err
-        log.debug("Discovered token endpoint %s for issuer %s", safe_url(token_endpoint), issuer)
+        log.debug("Discovered token endpoint %s for issuer %s", safe_url(token_endpoint), safe_url(issuer))
         with _cache_lock:
             _cache[key] = (now + DISCOVERY_CACHE_SECONDS, token_endpoint)
         return token_endpoint
-    raise TokenEndpointError(f"no authorization server metadata found for issuer {issuer}: {'; '.join(failures)}")
+    raise TokenEndpointError(
+        f"no authorization server metadata found for issuer {safe_url(issuer)}: {'; '.join(failures)}"
+    )
 
 
 def clear_discovery_cache() -> None:

@@ -61,11 +61,24 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 
 def safe_url(url: str) -> str:
-    """Return the URL without user info, query or fragment, for messages and logs."""
-    parts = urlsplit(url)
+    """Return scheme, host, port and path of ``url`` for messages, logs and reprs.
+
+    User info, query and fragment are dropped because they may carry credentials
+    (``user:secret@`` or ``?client_secret=``). A port that is not a number is dropped as well.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(unparsable URL)"
     host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None:
+        host = f"{host}:{port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 

@@ -23,7 +23,7 @@ from airflow_provider_m2m.auth.client_auth import (
     public_key_digest,
     validate_signing_key,
 )
-from airflow_provider_m2m.auth.endpoint import TokenEndpoint
+from airflow_provider_m2m.auth.endpoint import TokenEndpoint, safe_url
 from airflow_provider_m2m.auth.masking import mask_secret
 from airflow_provider_m2m.auth.token import DEFAULT_LIFETIME, AccessToken, parse_token_response, utcnow
 
@@ -74,14 +74,19 @@ def validate_token_url(url: str, name: str = "token_url") -> str:
         raise ValueError(f"{name} is missing or empty")
     parts = urlsplit(url)
     if not parts.hostname:
-        raise ValueError(f"{name} must be an absolute URL, got {url!r}")
+        raise ValueError(f"{name} must be an absolute URL such as https://host/path")
     if parts.username or parts.password:
         raise ValueError(f"{name} must not contain user info; put credentials in the client authentication fields")
+    # urlsplit reads the port only on access, and raises ValueError when it is not a number.
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ValueError(f"{name} has a port that is not a number from 0 to 65535") from None
     if parts.scheme == "https":
         return url
     if parts.scheme == "http" and _is_loopback(parts.hostname):
         return url
-    raise ValueError(f"{name} must use https (RFC 6749 section 3.2), got {parts.scheme}://{parts.hostname}")
+    raise ValueError(f"{name} must use https (RFC 6749 section 3.2), got {safe_url(url)}")
 
 
 def _is_loopback(host: str) -> bool:
@@ -112,7 +117,9 @@ def _resource_list(resource: str | Sequence[str] | None) -> list[str]:
         # RFC 8707 section 2: each resource is an absolute URI without a fragment.
         parts = urlsplit(item)
         if not parts.scheme or parts.fragment:
-            raise ValueError(f"resource {item!r} must be an absolute URI without a fragment (RFC 8707 section 2)")
+            raise ValueError(
+                f"resource {safe_url(item)!r} must be an absolute URI without a fragment (RFC 8707 section 2)"
+            )
     return items
 
 
@@ -192,7 +199,7 @@ class ClientCredentialsGrant:
 
     def __repr__(self) -> str:
         return (
-            f"ClientCredentialsGrant(token_url={self.token_url!r}, client_auth={self.client_auth!r}, "
+            f"ClientCredentialsGrant(token_url={safe_url(self.token_url)!r}, client_auth={self.client_auth!r}, "
             f"scope={self.scope!r}, audience={self.audience!r}, resource={self.resource!r})"
         )
 
@@ -270,7 +277,7 @@ class JwtBearerGrant:
 
     def __repr__(self) -> str:
         return (
-            f"JwtBearerGrant(token_url={self.token_url!r}, issuer={self.issuer!r}, subject={self.subject!r}, "
+            f"JwtBearerGrant(token_url={safe_url(self.token_url)!r}, issuer={self.issuer!r}, subject={self.subject!r}, "
             f"audience={self.audience!r}, scope={self.scope!r})"
         )
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import requests
 
 from airflow_provider_m2m.auth.cache import FileTokenCache, NullTokenCache, TokenCache, default_node_cache
-from airflow_provider_m2m.auth.endpoint import TokenEndpoint
+from airflow_provider_m2m.auth.endpoint import TokenEndpoint, safe_url
 from airflow_provider_m2m.auth.keys import load_private_key
 from airflow_provider_m2m.auth.masking import mask_secret, register_secret_masker
 
@@ -287,13 +287,25 @@ class ConnectionFields:
         value = self.text(field, required=required, default=default, hint=hint)
         if value is None:
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("https", "http") or not parts.netloc:
-            raise self.error(field, f"{value!r} is not an absolute URL; expected https://host/path")
+        # Messages quote the URL through safe_url, which drops user info, query and fragment,
+        # because a URL pasted from elsewhere may carry a secret there.
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            raise self.error(field, "is not a valid URL; expected https://host/path") from None
+        if not parts.scheme or not parts.hostname:
+            raise self.error(field, "is not an absolute URL; expected https://host/path")
+        if parts.scheme not in ("https", "http"):
+            raise self.error(field, f"{safe_url(value)!r} is not an https URL; expected https://host/path")
+        # urlsplit reads the port only on access, and raises ValueError when it is not a number.
+        try:
+            _ = parts.port
+        except ValueError:
+            raise self.error(field, "has a port that is not a number from 0 to 65535") from None
         if parts.scheme == "http" and not _is_loopback(parts.hostname):
             raise self.error(
                 field,
-                f"{value!r} uses plain http, which would send credentials and tokens unencrypted; "
+                f"{safe_url(value)!r} uses plain http, which would send credentials and tokens unencrypted; "
                 "use https (only a loopback host may use http)",
             )
         return value.rstrip("/")

@@ -21,6 +21,7 @@ from airflow_provider_m2m.auth import (
     discover_token_endpoint,
 )
 from airflow_provider_m2m.auth.client_auth import SUPPORTED_ALGORITHMS, load_certificate
+from airflow_provider_m2m.auth.endpoint import safe_url
 from airflow_provider_m2m.auth.errors import KeyLoadError
 from airflow_provider_m2m.hooks._connection import (
     ConnectionFieldError,
@@ -234,8 +235,8 @@ class OAuthM2MHook(M2MConnectionMixin, BaseHook):
             if base_url:
                 response = self.run("GET", base_url, check_response=False)
                 if response.status_code in (401, 403) or response.status_code >= 500:
-                    return False, f"{message}; GET {base_url} returned HTTP {response.status_code}"
-                message += f"; GET {base_url} returned HTTP {response.status_code}"
+                    return False, f"{message}; GET {safe_url(base_url)} returned HTTP {response.status_code}"
+                message += f"; GET {safe_url(base_url)} returned HTTP {response.status_code}"
         except Exception as err:  # the Test button shows any failure as text
             return False, str(err)
         return True, message

@@ -26,6 +26,19 @@ def test_safe_url_drops_query_and_user_info():
 
 
 @pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://u:p@[::1]:8080/t?x=1", "http://[::1]:8080/t"),
+        ("https://host.test:not-a-port/token", "https://host.test/token"),
+        ("ftp://user:pw@host.test/file;type=a", "ftp://host.test/file;type=a"),
+        ("host.test/token?client_secret=x", "host.test/token"),
+    ],
+)
+def test_safe_url_edge_cases(url, expected):
+    assert safe_url(url) == expected
+
+
+@pytest.mark.parametrize(
     ("code", "cls", "retryable"),
     [
         ("invalid_client", InvalidClient, False),

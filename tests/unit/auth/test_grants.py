@@ -90,6 +90,31 @@ def test_token_url_rejected(url, message):
         validate_token_url(url)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://login.example.test/token?client_secret=s3cr3t-value",
+        "ftp://login.example.test/token#s3cr3t-value",
+        "https://u:s3cr3t-value@login.example.test/token",
+        "https://login.example.test:s3cr3t-value/token",
+        "login.example.test/token?client_secret=s3cr3t-value",
+    ],
+)
+def test_token_url_error_hides_secret(url):
+    with pytest.raises(ValueError) as caught:
+        validate_token_url(url)
+
+    assert "s3cr3t-value" not in str(caught.value)
+
+
+def test_grant_repr_hides_query():
+    url = "https://login.example.test/token?tenant_key=s3cr3t-value#s3cr3t-value"
+    grant = ClientCredentialsGrant(url, ClientSecretBasic("svc", "client-secret-value"))
+
+    assert "s3cr3t-value" not in repr(grant)
+    assert "'https://login.example.test/token'" in repr(grant)
+
+
 def test_jwt_bearer_requires_subject():
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     with pytest.raises(ValueError, match="subject"):
