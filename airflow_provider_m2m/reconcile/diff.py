@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Mapping as MappingABC
 from itertools import compress, islice, repeat
-from operator import eq, is_not, itemgetter, not_
+from operator import eq, is_not, itemgetter, ne, not_
 from typing import Any
 
 from airflow_provider_m2m.reconcile.mapping import NULL, Mapping
@@ -74,6 +74,9 @@ def plan_changes(
 
     Target records whose key is not in the source are listed in `Plan.orphans`, sorted, and nothing
     is planned for them. `include_orphans=True` also logs each orphan key at INFO.
+
+    Unless `mapping.key_case_sensitive` is set, text keys are compared after `str.casefold()`.
+    A write then carries the source's spelling of its key, and an orphan the target's.
     """
     plan = Plan(mapping=mapping)
     differ = _Differ(mapping, plan)
@@ -81,7 +84,11 @@ def plan_changes(
     differ.read_source(source_rows)
 
     index = differ.index
-    plan.orphans = sorted(compress(index.keys(), map(is_not, index.values(), repeat(None))))
+    orphans: Iterable[str] = compress(index.keys(), map(is_not, index.values(), repeat(None)))
+    spellings = differ.target_spellings
+    if spellings:
+        orphans = [spellings.get(key, key) for key in orphans]
+    plan.orphans = sorted(orphans)
     if include_orphans:
         for key in plan.orphans:
             log.info("Only in the target: %s=%s", mapping.key.target, key)
@@ -104,6 +111,21 @@ def _chunks(rows: Iterable[Any]) -> Iterator[list[Any]]:
         yield chunk
 
 
+def _fold_key_column(keys: list[str]) -> list[str]:
+    """Return the keys after `str.casefold()`, or the same list when folding changes none of them.
+
+    Case folding maps each character on its own, so one call on the joined keys shows whether any
+    key changes, and an all-folded chunk costs no call per key.
+
+    NOTE: Salesforce does not document which case mapping it uses. Full case folding also matches
+    "STRASSE" with "straße", which the sandbox emulator's str.lower() keeps apart.
+    """
+    joined = SEPARATOR.join(keys)
+    if joined.casefold() == joined:
+        return keys
+    return list(map(str.casefold, keys))
+
+
 def _values_getter(names: list[str]) -> Callable[[MappingABC[str, Any]], tuple[Any, ...]]:
     """Return a function that reads the named values of a row as a tuple, in one C call."""
     if not names:
@@ -124,6 +146,10 @@ class _Differ:
     converted when indexed. A matched key's entry is set to None, which frees its text and marks
     it as seen. A second source row with that key is then a duplicate, and the entries left at the
     end are the orphans.
+
+    When keys fold case, the index and `new_keys` contain folded keys. `target_spellings` maps a
+    folded key back to the target's spelling where the two differ, for orphans and errors. A
+    source key's spelling travels with its row into the plan.
     """
 
     def __init__(self, mapping: Mapping, plan: Plan) -> None:
@@ -131,6 +157,7 @@ class _Differ:
         self.fields = mapping.fields
         self.key_name = mapping.key.target
         self.key_column = mapping.key.source
+        self.fold_keys = mapping.key.type.is_text and not mapping.key_case_sensitive
         self.targets = [f.target for f in self.fields]
         self.sources = [f.source for f in self.fields]
         self.source_key = source_converter(mapping.key)
@@ -147,6 +174,7 @@ class _Differ:
         self.index: dict[str, str | None] = {}
         self.new_keys: set[str] = set()
         self.repeated: set[str] = set()
+        self.target_spellings: dict[str, str] = {}
 
     # Target -------------------------------------------------------------------------------------
 
@@ -160,7 +188,9 @@ class _Differ:
                     self._index_record(record, number)
 
         if self.repeated:
-            raise DuplicateKeyError("target", self.key_name, sorted(self.repeated))
+            spellings = self.target_spellings
+            repeated = sorted({spellings.get(key, key) for key in self.repeated})
+            raise DuplicateKeyError("target", self.key_name, repeated, case_sensitive=not self.fold_keys)
         log.info(
             "Indexed %d target records (%d without %s)", plan.read_target, plan.target_without_key, self.key_name
         )
@@ -174,6 +204,11 @@ class _Differ:
             return False
         if NULL_TEXT in keys:
             return False
+        if self.fold_keys:
+            spellings = keys
+            keys = _fold_key_column(spellings)
+            if keys is not spellings:
+                self.target_spellings.update(compress(zip(keys, spellings), map(ne, keys, spellings)))
 
         chunk_index = dict(zip(keys, packed))
         if len(chunk_index) != len(keys):
@@ -206,6 +241,11 @@ class _Differ:
             packed = SEPARATOR.join(values)
         except TypeError:
             packed = SEPARATOR.join(self._convert_target_values(key, values))
+        if self.fold_keys:
+            spelling = key
+            key = spelling.casefold()
+            if key != spelling:
+                self.target_spellings[key] = spelling
         if key in self.index:
             self.repeated.add(key)
         self.index[key] = packed
@@ -236,13 +276,14 @@ class _Differ:
                     self._plan_row(row, number)
 
         if self.repeated:
-            raise DuplicateKeyError("source", self.key_name, sorted(self.repeated))
+            repeated = sorted(self.repeated)
+            raise DuplicateKeyError("source", self.key_name, repeated, case_sensitive=not self.fold_keys)
         log.info("Compared %d source rows", plan.read_source)
 
     def _plan_chunk(self, chunk: list[MappingABC[str, Any]]) -> bool:
         """Plan a chunk whose rows all convert; return False to have it planned row by row."""
         try:
-            keys = self.source_key_column(list(map(itemgetter(self.key_column), chunk)))
+            spellings = self.source_key_column(list(map(itemgetter(self.key_column), chunk)))
             columns = [
                 convert(list(map(itemgetter(column), chunk)))
                 for column, convert in zip(self.sources, self.source_columns)
@@ -256,6 +297,7 @@ class _Differ:
         ]
         packed_rows = list(map(SEPARATOR.join, zip(*query_texts))) if columns else [""] * len(chunk)
 
+        keys = _fold_key_column(spellings) if self.fold_keys else spellings
         index = self.index
         positions: Iterable[int] = range(len(keys))
         if len(set(keys)) == len(keys):
@@ -277,19 +319,20 @@ class _Differ:
             if current == packed_rows[position]:  # None and _ABSENT never equal text
                 index[key] = None
                 self.plan.unchanged += 1
-            elif self._claim(key, current):
-                self._add(key, [column[position] for column in columns], current)
+            elif self._claim(key, current, spellings[position]):
+                self._add(spellings[position], [column[position] for column in columns], current)
         return True
 
     def _plan_row(self, row: MappingABC[str, Any], number: int) -> None:
         raw_key = row.get(self.key_column)
         try:
-            key = self.source_key(raw_key)
+            spelling = self.source_key(raw_key)
         except InvalidValue as err:
             self.plan.rejected.append(Rejection(_raw_key_text(raw_key, number), str(err)))
             return
+        key = spelling.casefold() if self.fold_keys else spelling
         current = self.index.get(key, _ABSENT)
-        if not self._claim(key, current):
+        if not self._claim(key, current, spelling):
             return
         try:
             try:
@@ -299,14 +342,17 @@ class _Differ:
             else:
                 parts = [convert(value) for convert, value in zip(self.source_converters, values)]
         except InvalidValue as err:
-            self.plan.rejected.append(Rejection(key, str(err)))
+            self.plan.rejected.append(Rejection(spelling, str(err)))
             return
-        self._add(key, parts, current)
+        self._add(spelling, parts, current)
 
-    def _claim(self, key: str, current: object) -> bool:
-        """Mark a source key as seen; return False when an earlier source row had it."""
+    def _claim(self, key: str, current: object, spelling: str) -> bool:
+        """Mark a source key as seen; return False when an earlier source row had it.
+
+        `spelling` is the key as the row wrote it, which the DuplicateKeyError lists.
+        """
         if current is None or (current is _ABSENT and key in self.new_keys):
-            self.repeated.add(key)
+            self.repeated.add(spelling)
             return False
         if current is _ABSENT:
             self.new_keys.add(key)

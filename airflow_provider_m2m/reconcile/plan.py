@@ -17,17 +17,21 @@ Record = dict[str, WireValue]
 class DuplicateKeyError(ValueError):
     """The source or the target has an external id more than once, so no write is planned.
 
-    `side` is "source" or "target"; `keys` lists every repeated key, sorted.
+    `side` is "source" or "target"; `keys` lists every repeated key, sorted. With
+    `case_sensitive=False` keys that differ only in case count as one, and `keys` shows one spelling
+    of each, the one a repeating row used.
     """
 
-    def __init__(self, side: str, field_name: str, keys: list[str]) -> None:
+    def __init__(self, side: str, field_name: str, keys: list[str], *, case_sensitive: bool = True) -> None:
         self.side = side
         self.field_name = field_name
         self.keys = keys
+        self.case_sensitive = case_sensitive
         shown = ", ".join(keys[:MAX_KEYS_IN_MESSAGE])
         more = f" and {len(keys) - MAX_KEYS_IN_MESSAGE} more" if len(keys) > MAX_KEYS_IN_MESSAGE else ""
+        compared = "" if case_sensitive else " (ignoring case)"
         super().__init__(
-            f"the {side} has {len(keys)} {field_name} value(s) more than once: {shown}{more}; "
+            f"the {side} has {len(keys)} {field_name} value(s) more than once{compared}: {shown}{more}; "
             "nothing was written. Remove the duplicates and run again."
         )
 
