@@ -128,6 +128,18 @@ def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _assertion_secrets(assertion: object) -> tuple[str, ...]:
+    """Return the forms of a signed assertion to redact from server text: the whole JWT and its signature.
+
+    Anyone who has a copy of a signed assertion can present it until it expires, and a server
+    may quote all of it or only its signature in an ``error_description``.
+    """
+    if not isinstance(assertion, str) or not assertion:
+        return ()
+    signature = assertion.rpartition(".")[2]
+    return (assertion, signature) if signature and signature != assertion else (assertion,)
+
+
 def _post(
     endpoint: TokenEndpoint,
     token_url: str,
@@ -144,6 +156,8 @@ def _post(
             # private_key_jwt signs a new client assertion, with a new jti, on every call.
             client_auth.apply(token_url, form, headers)
             secrets += client_auth.secret_values()
+            # secret_values() cannot list the client assertion because apply signs a new one each time.
+            secrets += _assertion_secrets(form.get("client_assertion"))
         return form, headers, secrets
 
     form, headers, secrets = prepare()
@@ -320,6 +334,6 @@ class JwtBearerGrant:
             form: FormData = {"grant_type": self.grant_type, "assertion": assertion}
             if self.scope:
                 form["scope"] = self.scope
-            return form, (assertion,)
+            return form, _assertion_secrets(assertion)
 
         return _post(endpoint, self.token_url, build_form, self.client_auth, default_lifetime)
