@@ -14,7 +14,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,22 @@ SNOWFLAKE_OAUTH_CLIENT_ID = "m2m-sandbox-snowflake"
 SNOWFLAKE_OAUTH_SCOPE = "session:role:ANALYST"
 SALESFORCE_CONN_ID = "salesforce_m2m_default"
 SALESFORCE_JWT_CONN_ID = "salesforce_m2m_jwt"
+
+# Callbacks that `start_sandbox` calls with each sandbox once it is ready. A test suite adds one to
+# collect every sandbox's `secrets()` for its leak scan.
+_start_listeners: list[Callable[[Sandbox], None]] = []
+
+
+def add_start_listener(callback: Callable[[Sandbox], None]) -> None:
+    """Register `callback` to be called with every sandbox that `start_sandbox` starts from now on."""
+    if callback not in _start_listeners:
+        _start_listeners.append(callback)
+
+
+def remove_start_listener(callback: Callable[[Sandbox], None]) -> None:
+    """Unregister a callback added with `add_start_listener`; an unknown callback is ignored."""
+    if callback in _start_listeners:
+        _start_listeners.remove(callback)
 
 
 @dataclass
@@ -334,6 +350,8 @@ def start_sandbox(
             salesforce_app=salesforce_app,
         )
         log.info("Sandbox ready in %.1f s under %s", time.monotonic() - started, state_path)
+        for listener in list(_start_listeners):
+            listener(sandbox)
         yield sandbox
     log.info("Sandbox stopped")
 

@@ -20,6 +20,7 @@ import pytest
 from airflow_provider_m2m.auth import clear_discovery_cache, clear_memory_cache
 from airflow_provider_m2m.sandbox import Sandbox, start_sandbox
 from airflow_provider_m2m.sandbox.airflow_run import migrate_metadata_db
+from tests.conftest import LEAK_SCAN
 from tests.faults.support import (
     LEDGER,
     SOURCE_ROWS,
@@ -71,6 +72,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         jwt_connection, passphrase = encrypted_key_connection(running)
         connections.update(jwt_connection)
         LEDGER.extra_secrets.append(passphrase)
+        LEAK_SCAN.registry.add([passphrase])
         LEDGER.sandbox = running
         saved = {name: os.environ.get(name) for name in running.env()}
         os.environ.update({f"AIRFLOW_CONN_{conn_id.upper()}": value for conn_id, value in connections.items()})

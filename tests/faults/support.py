@@ -1,5 +1,6 @@
-"""Helpers of the fault suite: the ledger, DAG runs in a shared Airflow home, target snapshots and
-the secret forms the leak scan looks for."""
+"""Helpers of the fault suite: the ledger, DAG runs in a shared Airflow home and target snapshots.
+
+The secret forms the leak scan looks for are in `tests.faults.secret_scan`."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, quote_plus
 
 import requests
 from cryptography.hazmat.primitives import serialization
@@ -43,8 +43,6 @@ ENCRYPTED_JWT_CONN_ID = "salesforce_m2m_jwt_encrypted"
 DAG_RUN_TIMEOUT_SECONDS = 300
 # The API server returns 200 on its health check about 5 s after start on a 2-core machine (measured once).
 API_SERVER_START_TIMEOUT_SECONDS = 120
-# Secrets shorter than this would match by chance; every secret the sandbox makes is longer.
-MIN_SECRET_FORM_LENGTH = 8
 
 
 # -- the ledger -----------------------------------------------------------------------------------
@@ -394,31 +392,3 @@ class AirflowHome:
         for csv_file in self.work_dir.rglob("*.csv"):
             texts.append((f"failures CSV {csv_file.name}", csv_file.read_text(encoding="utf-8", errors="replace")))
         return texts
-
-
-# -- secret forms ---------------------------------------------------------------------------------
-
-
-def _base64_cores(data: bytes) -> set[str]:
-    """Return base64 text that appears whenever `data` is base64-encoded inside a longer value.
-
-    The encoding of a byte string depends on where it starts in the encoded value (offset 0, 1 or
-    2 in a 3-byte group), so each offset gives one core: the characters that only `data` decides.
-    """
-    cores = set()
-    for offset in range(3):
-        padded = b"\0" * offset + data
-        encoded = base64.b64encode(padded).decode()
-        start = 4 if offset else 0
-        end = 4 * (len(padded) // 3)
-        core = encoded[start:end]
-        cores |= {core, core.replace("+", "-").replace("/", "_")}
-    return cores
-
-
-def secret_forms(secret: str) -> set[str]:
-    """Return a secret as it may appear in output: raw, URL-encoded, and base64 at any alignment."""
-    forms = {secret, quote(secret, safe=""), quote_plus(secret)}
-    forms |= _base64_cores(secret.encode())
-    forms |= _base64_cores(quote_plus(secret).encode())  # client_secret_basic encodes before base64
-    return {form for form in forms if len(form) >= MIN_SECRET_FORM_LENGTH}

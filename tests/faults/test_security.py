@@ -23,7 +23,8 @@ from airflow_provider_m2m.sandbox import Sandbox
 from airflow_provider_m2m.sandbox.oauth_server import OAuthServer, ScriptedResponse
 from airflow_provider_m2m.sandbox.runner import OAUTH_JWT_CLIENT_ID, OAUTH_SCOPES
 from airflow_provider_m2m.sandbox.tls import create_tls_files
-from tests.faults.support import ENCRYPTED_JWT_CONN_ID, LEDGER, fault_run, secret_forms
+from tests.faults.secret_scan import secret_forms
+from tests.faults.support import ENCRYPTED_JWT_CONN_ID, LEDGER, fault_run
 
 # RFC 7523 section 3 requires an exp that limits the time window in which an assertion can be used.
 # Five minutes is the most this suite accepts as short, and the provider signs for three minutes.

@@ -15,7 +15,8 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from airflow_provider_m2m.sandbox import Sandbox
-from tests.faults.support import LEDGER, secret_forms
+from tests.faults.secret_scan import SecretRegistry, secret_forms
+from tests.faults.support import LEDGER
 
 SAMPLE_SECRET = "s3cr3t/with+odd=chars and space"
 
@@ -65,3 +66,27 @@ def test_fault_figures() -> None:
         pytest.skip("no fault was injected in this session")
     assert figures["records lost"] == 0
     assert figures["secrets leaked"] in (0, None)
+
+
+def test_registry_finds_forms_anywhere() -> None:
+    registry = SecretRegistry()
+    registry.add([SAMPLE_SECRET])
+    encoded = base64.b64encode(b"xy" + SAMPLE_SECRET.encode()).decode()
+
+    assert registry.find(f"start {quote_plus(SAMPLE_SECRET)} end") == {quote_plus(SAMPLE_SECRET)}
+    assert registry.find("a" + encoded)
+    assert registry.find(SAMPLE_SECRET[:-1]) == set()
+    assert registry.find("") == set()
+
+
+def test_registry_keeps_forgotten_secrets() -> None:
+    issued: list[str] = []
+    registry = SecretRegistry()
+    registry.add_source(lambda: list(issued))
+    issued.append("token-issued-after-registration")
+    registry.refresh()
+    issued.clear()
+    registry.refresh()
+
+    assert registry.secret_count == 1
+    assert registry.find("Bearer token-issued-after-registration")
