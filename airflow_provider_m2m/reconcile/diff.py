@@ -1,7 +1,8 @@
 """Diff source rows against target records by external id, and plan the writes.
 
 Memory: the target is read first into one dict from external id to a single string, its field
-values joined by NUL. A record costs its key, its field text and roughly a hundred bytes of
+values joined by NUL. When keys fold case, the dict key is the folded key and the string ends with
+the target's spelling of it. A record costs its key, its field text and roughly a hundred bytes of
 overhead, never a row dict. The source is then streamed. Besides the index, the plan keeps only the
 writes (creates, and the changed fields of updates), the rejected rows and the orphan keys.
 
@@ -20,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Mapping as MappingABC
 from itertools import compress, islice, repeat
-from operator import eq, is_not, itemgetter, ne, not_
+from operator import add, eq, is_not, itemgetter, not_
 from typing import Any
 
 from airflow_provider_m2m.reconcile.mapping import NULL, Mapping
@@ -84,11 +85,11 @@ def plan_changes(
     differ.read_source(source_rows)
 
     index = differ.index
-    orphans: Iterable[str] = compress(index.keys(), map(is_not, index.values(), repeat(None)))
-    spellings = differ.target_spellings
-    if spellings:
-        orphans = [spellings.get(key, key) for key in orphans]
-    plan.orphans = sorted(orphans)
+    if differ.fold_keys:
+        # An entry is never empty there, because it ends with a key, so filter drops only None.
+        plan.orphans = sorted(map(_spelling_of, filter(None, index.values())))
+    else:
+        plan.orphans = sorted(compress(index.keys(), map(is_not, index.values(), repeat(None))))
     if include_orphans:
         for key in plan.orphans:
             log.info("Only in the target: %s=%s", mapping.key.target, key)
@@ -147,9 +148,10 @@ class _Differ:
     it as seen. A second source row with that key is then a duplicate, and the entries left at the
     end are the orphans.
 
-    When keys fold case, the index and `new_keys` contain folded keys. `target_spellings` maps a
-    folded key back to the target's spelling where the two differ, for orphans and errors. A
-    source key's spelling travels with its row into the plan.
+    When keys fold case, the index and `new_keys` contain folded keys, and each index entry ends
+    with the target's spelling of its key, for orphans and errors. A source row is then unchanged
+    only if it also spells the key the same. A row that spells it differently is compared field by
+    field in `_add`. A source key's spelling travels with its row into the plan.
     """
 
     def __init__(self, mapping: Mapping, plan: Plan) -> None:
@@ -174,7 +176,6 @@ class _Differ:
         self.index: dict[str, str | None] = {}
         self.new_keys: set[str] = set()
         self.repeated: set[str] = set()
-        self.target_spellings: dict[str, str] = {}
 
     # Target -------------------------------------------------------------------------------------
 
@@ -188,8 +189,10 @@ class _Differ:
                     self._index_record(record, number)
 
         if self.repeated:
-            spellings = self.target_spellings
-            repeated = sorted({spellings.get(key, key) for key in self.repeated})
+            if self.fold_keys:
+                repeated = sorted({_spelling_of(self.index[key]) for key in self.repeated})
+            else:
+                repeated = sorted(self.repeated)
             raise DuplicateKeyError("target", self.key_name, repeated, case_sensitive=not self.fold_keys)
         log.info(
             "Indexed %d target records (%d without %s)", plan.read_target, plan.target_without_key, self.key_name
@@ -199,16 +202,16 @@ class _Differ:
         """Index a chunk of all-text records with keys; return False to have it indexed row by row."""
         try:
             keys = self.target_key_column(list(map(itemgetter(self.key_name), chunk)))
-            packed = list(map(SEPARATOR.join, map(self.read_target_values, chunk)))
+            values = map(self.read_target_values, chunk)
+            if self.fold_keys:
+                values = map(add, values, zip(keys))  # each entry ends with the key as spelled
+            packed = list(map(SEPARATOR.join, values))
         except (KeyError, *_TARGET_ERRORS):
             return False
         if NULL_TEXT in keys:
             return False
         if self.fold_keys:
-            spellings = keys
-            keys = _fold_key_column(spellings)
-            if keys is not spellings:
-                self.target_spellings.update(compress(zip(keys, spellings), map(ne, keys, spellings)))
+            keys = _fold_key_column(keys)
 
         chunk_index = dict(zip(keys, packed))
         if len(chunk_index) != len(keys):
@@ -242,10 +245,8 @@ class _Differ:
         except TypeError:
             packed = SEPARATOR.join(self._convert_target_values(key, values))
         if self.fold_keys:
-            spelling = key
-            key = spelling.casefold()
-            if key != spelling:
-                self.target_spellings[key] = spelling
+            packed = f"{packed}{SEPARATOR}{key}" if self.fields else key
+            key = key.casefold()
         if key in self.index:
             self.repeated.add(key)
         self.index[key] = packed
@@ -295,9 +296,15 @@ class _Differ:
         query_texts = [
             column if rewrite is None else rewrite(column) for rewrite, column in zip(self.query_text_columns, columns)
         ]
-        packed_rows = list(map(SEPARATOR.join, zip(*query_texts))) if columns else [""] * len(chunk)
-
-        keys = _fold_key_column(spellings) if self.fold_keys else spellings
+        if self.fold_keys:
+            packed_rows = list(map(SEPARATOR.join, zip(*query_texts, spellings)))
+            keys = _fold_key_column(spellings)
+        elif columns:
+            packed_rows = list(map(SEPARATOR.join, zip(*query_texts)))
+            keys = spellings
+        else:
+            packed_rows = [""] * len(chunk)
+            keys = spellings
         index = self.index
         positions: Iterable[int] = range(len(keys))
         if len(set(keys)) == len(keys):
@@ -374,6 +381,8 @@ class _Differ:
             plan.creates.append(_create_record(self.key_name, key, self.targets, parts))
             return
 
+        if self.fold_keys:
+            current = current.rpartition(SEPARATOR)[0]  # drops the target's spelling of the key
         current_parts = current.split(SEPARATOR) if self.fields else []
         if len(current_parts) != len(parts):
             # A NUL inside a target value adds a separator, so that record never equals a source
@@ -391,6 +400,11 @@ class _Differ:
             plan.updates.append(update)
         else:
             plan.unchanged += 1  # the target text differed only in form, or only in absent fields
+
+
+def _spelling_of(entry: str) -> str:
+    """Return the target's spelling of the key at the end of an index entry whose keys fold case."""
+    return entry.rpartition(SEPARATOR)[2]
 
 
 def _raw_key_text(raw_key: Any, row_number: int) -> str:

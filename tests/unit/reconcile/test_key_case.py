@@ -176,3 +176,17 @@ def test_matching_agrees_with_sandbox(first, second):
 
     matched = plan.creates == []
     assert matched == (match_key(first) == match_key(second))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_key_only_mapping_folds_case(path):
+    mapping = Mapping(key=KEY)
+    records = [{"External_Id__c": "ACC-1"}, {"External_Id__c": "Old-9"}]
+    if path == "row":
+        records.append({"External_Id__c": None})  # a record without a key is indexed row by row
+
+    plan = plan_changes([{"id": "acc-1"}, {"id": "New-7"}], records, mapping)
+
+    assert plan.unchanged == 1
+    assert plan.creates == [{"External_Id__c": "New-7"}]
+    assert plan.orphans == ["Old-9"]
