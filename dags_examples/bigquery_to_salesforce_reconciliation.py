@@ -129,7 +129,7 @@ def bigquery_to_salesforce_reconciliation() -> None:
             "Source_Read__c": result["read_source"],
             "Target_Read__c": result["read_target"],
             "Unchanged__c": result["unchanged"],
-            # A dry run's result holds the planned counts under "create" and "update".
+            # A dry run's result contains the planned counts under "create" and "update".
             "Created__c": result.get("created", result.get("create", 0)),
             "Updated__c": result.get("updated", result.get("update", 0)),
             "Failed__c": result.get("failed", result.get("rejected", 0)),

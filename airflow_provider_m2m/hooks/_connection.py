@@ -489,7 +489,7 @@ def node_token_cache() -> TokenCache:
     """Return the node-wide token cache shared by the task processes of one worker.
 
     Tokens are encrypted at rest with Airflow's `[core] fernet_key`. Without a key the cache is
-    off rather than storing tokens in clear text, and an INFO line says so once per process.
+    off rather than storing tokens in clear text, and an INFO line reports it once per process.
     `[m2m] node_token_cache = False` turns it off; `[m2m] token_cache_dir` moves it.
     """
     if _airflow_option("node_token_cache", "True").strip().lower() in {"false", "0", "no", "off"}:

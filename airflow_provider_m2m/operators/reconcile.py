@@ -28,7 +28,7 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
     every planned record (created, updated, failed, unprocessed). Records in the target that the
     source does not have are only reported.
 
-    Returns the counts as XCom, with at most a sample of failures; the full list of failed records
+    Returns the counts as XCom, with at most a sample of failures. The full list of failed records
     and Salesforce's errors is written to a CSV file under `failures_dir`.
 
     :param source_sql: GoogleSQL query whose columns are the mapping's source names.

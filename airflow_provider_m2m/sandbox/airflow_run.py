@@ -1,8 +1,8 @@
 """Run a DAG of this project with `airflow dags test` against the sandbox.
 
-Shared by the demo command and the end-to-end tests: both prepare an Airflow home with a SQLite
-metadata database, hand the sandbox's connections to Airflow as `AIRFLOW_CONN_*` variables, and run
-one DAG run in a child process, as a user would from a shell.
+The demo command and the end-to-end tests both use it. Each prepares an Airflow home with a SQLite
+metadata database and passes the sandbox's connections to Airflow as `AIRFLOW_CONN_*` variables.
+Then it runs one DAG run in a child process, as a user would from a shell.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ DAG_RUN_TIMEOUT_SECONDS = 900
 
 @dataclass(frozen=True)
 class DagRunOutput:
-    """What one `airflow dags test` child process printed, and its exit code."""
+    """Output and exit code of one `airflow dags test` child process."""
 
     returncode: int
     output: str
@@ -34,7 +34,7 @@ class DagRunOutput:
 
 
 def airflow_environment(airflow_home: Path, connections: Mapping[str, str]) -> dict[str, str]:
-    """Build the environment of an Airflow child process that sees `connections` (conn id -> JSON)."""
+    """Build the environment of an Airflow child process with `connections` (conn id -> JSON) defined."""
     env = {
         name: value
         for name, value in os.environ.items()

@@ -30,7 +30,7 @@ LOOPBACK = "127.0.0.1"
 
 @dataclass
 class Request:
-    """One HTTP request as an emulator sees it; `params` holds the route's named groups."""
+    """One HTTP request as an emulator receives it. `params` contains the route's named groups."""
 
     method: str
     path: str
@@ -191,8 +191,8 @@ class SandboxServer:
         if tls is not None:
             self._httpd.ssl_context = tls.server_context()
             self.scheme = "https"
-        # `stop` waits up to one poll interval for serve_forever to notice the shutdown; the default 0.5 s
-        # adds up over a test suite that starts a server per test.
+        # `stop` waits up to one poll interval for serve_forever to notice the shutdown. A short
+        # interval matters because the default 0.5 s adds up over a suite that starts a server per test.
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"sandbox-{name}", daemon=True
         )
