@@ -12,14 +12,15 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, UTC
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import requests
 from airflow.sdk import BaseHook
@@ -79,6 +80,19 @@ DEFAULT_BULK_JOB_TIMEOUT_SECONDS = 3600.0
 
 # Bulk API 2.0 CSV: an empty cell leaves the field unchanged, "#N/A" sets it to null.
 BULK_CSV_NULL = "#N/A"
+
+# A SOQL statement is at most 100,000 characters long by default (Salesforce, "SOQL and SOSL Limits
+# for Search Queries").
+MAX_SOQL_LENGTH = 100_000
+# A REST request's URI and headers together are at most 16,384 bytes (Salesforce Help article
+# 000386264, "Maximum number of rows returned by SOQL queries over the REST API"). 12,000 bytes of
+# percent-encoded SOQL leave about 4 KB for the path, the bearer token and the other headers.
+MAX_REST_QUERY_BYTES = 12_000
+# SOQL quoted strings escape these characters with a backslash (SOQL and SOSL Reference, "Quoted
+# String Escape Sequences").
+_SOQL_ESCAPES = {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+# The status code that starts a Bulk API 2.0 sf__Error cell, as in "ENTITY_IS_DELETED:entity is deleted:--".
+_BULK_ERROR_CODE = re.compile(r"^([A-Z][A-Z_]*):")
 
 # Hints for the login errors Salesforce returns most often, keyed by a lowercase fragment of
 # its error_description.
@@ -407,6 +421,62 @@ def _csv_rows(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
+def soql_quote(value: str) -> str:
+    """Return `value` as a quoted SOQL string literal, with its special characters escaped."""
+    return "'" + "".join(_SOQL_ESCAPES.get(char, char) for char in value) + "'"
+
+
+def soql_in_statements(
+    prefix: str, values: Sequence[str], *, max_length: int, measure: Callable[[str], int] = len
+) -> Iterator[str]:
+    """Yield statements `prefix'v1', 'v2', ...)` that together list every value once, each at most `max_length` long.
+
+    `prefix` ends with `IN (`. `measure` returns a text's length as the limit counts it, and must add
+    up over concatenation, as `len` and the percent-encoded length do. Raises ValueError when one
+    value alone makes a statement too long.
+    """
+    fixed = measure(prefix) + measure(")")
+    separator = measure(", ")
+    literals: list[str] = []
+    size = fixed
+    for value in values:
+        literal = soql_quote(value)
+        if literals and size + separator + measure(literal) > max_length:
+            yield prefix + ", ".join(literals) + ")"
+            literals, size = [], fixed
+        if fixed + measure(literal) > max_length:
+            raise ValueError(f"the value {value[:40]!r} makes a SOQL statement longer than {max_length} characters")
+        size += measure(literal) + (separator if literals else 0)
+        literals.append(literal)
+    if literals:
+        yield prefix + ", ".join(literals) + ")"
+
+
+def _encoded_length(text: str) -> int:
+    """Return the length of `text` in a URL query, percent-encoded as requests sends parameters."""
+    return len(quote_plus(text))
+
+
+def _text_value(value: Any) -> str:
+    """Return a REST JSON value as Bulk API 2.0 CSV text: null as "", booleans as "true"/"false"."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _bulk_error_code(error: str) -> str | None:
+    match = _BULK_ERROR_CODE.match(error)
+    return match.group(1) if match else None
+
+
+def _first_error_code(errors: Any) -> str | None:
+    if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
+        return errors[0].get("statusCode") or errors[0].get("errorCode")
+    return None
+
+
 class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
     """Salesforce through a connected app, logged in with client credentials or JWT bearer.
 
@@ -617,6 +687,55 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             time.sleep(interval)
             interval = min(interval * 2, POLL_MAX_INTERVAL_SECONDS)
 
+    # Lookup by key
+
+    def lookup_records(
+        self,
+        object_name: str,
+        key_field: str,
+        keys: Sequence[str],
+        fields: Sequence[str] = (),
+        *,
+        bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
+        max_soql_length: int = MAX_SOQL_LENGTH,
+    ) -> list[dict[str, str]]:
+        """Return `Id`, `key_field` and `fields` of every record whose `key_field` is one of `keys`.
+
+        Runs `SELECT ... WHERE key_field IN (...)` statements of at most `max_soql_length`
+        characters. Up to `bulk_threshold` keys go through REST queries, whose statements also fit
+        the URI limit; more go through Bulk API 2.0 query jobs. Values are CSV text either way: ""
+        for null, "true"/"false" for booleans. SOQL compares text ignoring case, so a row's key may
+        differ in case from the key asked for.
+        """
+        selected = ", ".join(dict.fromkeys(["Id", key_field, *fields]))
+        prefix = f"SELECT {selected} FROM {object_name} WHERE {key_field} IN ("
+        use_rest = len(keys) <= bulk_threshold
+        if use_rest:
+            statements = soql_in_statements(
+                prefix, keys, max_length=min(MAX_REST_QUERY_BYTES, max_soql_length), measure=_encoded_length
+            )
+        else:
+            statements = soql_in_statements(prefix, keys, max_length=max_soql_length)
+
+        rows: list[dict[str, str]] = []
+        count = 0
+        for statement in statements:
+            count += 1
+            if use_rest:
+                rows += [{name: _text_value(value) for name, value in record.items()} for record in self.query_all(statement)]
+            else:
+                rows += list(self.bulk_query(statement))
+        log.info(
+            "Looked up %d %s keys in %d %s queries on connection %r: %d records found",
+            len(keys),
+            object_name,
+            count,
+            "REST" if use_rest else "Bulk API 2.0",
+            self.salesforce_m2m_conn_id,
+            len(rows),
+        )
+        return rows
+
     # Upserts
 
     def upsert_record(
@@ -786,6 +905,8 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         records: list[dict[str, Any]],
         chunk: list[int],
         outcomes: list[RecordOutcome | None],
+        *,
+        operation: str = "upsert",
     ) -> None:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -793,19 +914,12 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         for index in chunk:
             writer.writerow([csv_value(records[index].get(name)) for name in header])
 
-        job = self._request(
-            "POST",
-            "jobs/ingest",
-            json={
-                "object": object_name,
-                "externalIdFieldName": external_id_field,
-                "contentType": "CSV",
-                "operation": "upsert",
-                "lineEnding": "LF",
-            },
-        ).json()
+        body = {"object": object_name, "contentType": "CSV", "operation": operation, "lineEnding": "LF"}
+        if operation == "upsert":
+            body["externalIdFieldName"] = external_id_field
+        job = self._request("POST", "jobs/ingest", json=body).json()
         job_id = job["id"]
-        log.info("Bulk API 2.0 upsert job %s started for %d %s records", job_id, len(chunk), object_name)
+        log.info("Bulk API 2.0 %s job %s started for %d %s records", operation, job_id, len(chunk), object_name)
         self._request(
             "PUT",
             f"jobs/ingest/{job_id}/batches",
@@ -816,12 +930,13 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         job = self._wait_for_job("ingest", job_id)
         if job.get("state") != "JobComplete":
             log.warning(
-                "Bulk API 2.0 upsert job %s ended %s: %s; reading the records' results",
+                "Bulk API 2.0 %s job %s ended %s: %s; reading the records' results",
+                operation,
                 job_id,
                 job.get("state"),
                 job.get("errorMessage") or "no error message",
             )
-        self._read_ingest_results(job_id, job, external_id_field, records, chunk, outcomes)
+        self._read_ingest_results(job_id, job, external_id_field, records, chunk, outcomes, operation=operation)
 
     def _read_ingest_results(
         self,
@@ -831,11 +946,14 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         records: list[dict[str, Any]],
         chunk: list[int],
         outcomes: list[RecordOutcome | None],
+        *,
+        operation: str = "upsert",
     ) -> None:
         """Map the job's successful, failed and unprocessed result rows back to the input records.
 
-        Rows are matched by the external id text as uploaded; a key uploaded twice is matched in
-        order. A record that is in no result file is counted as unprocessed.
+        Rows are matched by the external id text as uploaded (the Id for a delete job); a key
+        uploaded twice is matched in order. A record that is in no result file is counted as
+        unprocessed.
         """
         pending: dict[str, deque[int]] = defaultdict(deque)
         for index in chunk:
@@ -857,16 +975,21 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
                 key = str(records[index][external_id_field])
                 if kind == "successfulResults":
                     created = row.get("sf__Created", "").lower() == "true"
-                    outcomes[index] = RecordOutcome(
-                        key, "created" if created else "updated", row.get("sf__Id") or None, None
-                    )
+                    status = "deleted" if operation == "delete" else "created" if created else "updated"
+                    outcomes[index] = RecordOutcome(key, status, row.get("sf__Id") or None, None, operation=operation)
                 elif kind == "failedResults":
+                    error = row.get("sf__Error") or "failed"
                     outcomes[index] = RecordOutcome(
-                        key, "failed", row.get("sf__Id") or None, row.get("sf__Error") or "failed"
+                        key,
+                        "failed",
+                        row.get("sf__Id") or None,
+                        error,
+                        operation=operation,
+                        error_code=_bulk_error_code(error),
                     )
                 else:
                     outcomes[index] = RecordOutcome(
-                        key, "unprocessed", None, f"job {job_id} ended before this record"
+                        key, "unprocessed", None, f"job {job_id} ended before this record", operation=operation
                     )
 
         if unmatched:
@@ -886,7 +1009,81 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
                 "unprocessed",
                 None,
                 f"job {job_id} ({job.get('state')}) returned no result for this record",
+                operation=operation,
             )
+
+    # Deletes
+
+    def delete_records(
+        self, object_name: str, record_ids: Sequence[str], *, bulk_threshold: int = DEFAULT_BULK_THRESHOLD
+    ) -> list[RecordOutcome]:
+        """Delete records by Id and return one outcome per Id, in input order, keyed by the Id.
+
+        Up to `bulk_threshold` Ids go through sObject Collections in requests of 200, more through
+        a Bulk API 2.0 `delete` job. Deleted records go to the Recycle Bin. Each outcome is
+        "deleted", "failed" (with Salesforce's error and `error_code`, ENTITY_IS_DELETED for a
+        record already deleted) or "unprocessed".
+        """
+        outcomes: list[RecordOutcome | None] = [None] * len(record_ids)
+        sendable: list[int] = []
+        for index, record_id in enumerate(record_ids):
+            if record_id:
+                sendable.append(index)
+            else:
+                outcomes[index] = RecordOutcome("", "failed", None, "no record Id to delete", operation="delete")
+
+        if len(sendable) <= bulk_threshold:
+            self._delete_collections(record_ids, sendable, outcomes)
+        else:
+            records = [{"Id": record_id} for record_id in record_ids]
+            for chunk in self._bulk_chunks(["Id"], records, sendable):
+                self._run_ingest_job(object_name, "Id", ["Id"], records, chunk, outcomes, operation="delete")
+
+        final = [outcome for outcome in outcomes if outcome is not None]
+        assert len(final) == len(record_ids), "every input Id must have exactly one outcome"
+        counts: dict[str, int] = defaultdict(int)
+        for outcome in final:
+            counts[outcome.status] += 1
+        log.info(
+            "Deleted %d of %d %s records on connection %r: %d failed, %d unprocessed",
+            counts["deleted"],
+            len(record_ids),
+            object_name,
+            self.salesforce_m2m_conn_id,
+            counts["failed"],
+            counts["unprocessed"],
+        )
+        return final
+
+    def _delete_collections(
+        self, record_ids: Sequence[str], indexes: list[int], outcomes: list[RecordOutcome | None]
+    ) -> None:
+        for start in range(0, len(indexes), COLLECTIONS_BATCH_SIZE):
+            chunk = indexes[start : start + COLLECTIONS_BATCH_SIZE]
+            ids = ",".join(record_ids[index] for index in chunk)
+            # allOrNone false: each record is deleted or fails on its own, and the response lists
+            # one result per Id in request order.
+            response = self._request("DELETE", "composite/sobjects", params={"ids": ids, "allOrNone": "false"})
+            results = response.json()
+            if not isinstance(results, list) or len(results) != len(chunk):
+                raise SalesforceApiError(
+                    f"Connection {self.salesforce_m2m_conn_id!r}: sObject Collections delete returned "
+                    f"{len(results) if isinstance(results, list) else 'no'} results for {len(chunk)} Ids"
+                )
+            for index, result in zip(chunk, results, strict=True):
+                record_id = record_ids[index]
+                if result.get("success"):
+                    outcomes[index] = RecordOutcome(record_id, "deleted", record_id, None, operation="delete")
+                else:
+                    errors = result.get("errors")
+                    outcomes[index] = RecordOutcome(
+                        record_id,
+                        "failed",
+                        record_id,
+                        _error_text(errors),
+                        operation="delete",
+                        error_code=_first_error_code(errors),
+                    )
 
     # Test button
 

@@ -12,6 +12,21 @@ from airflow.sdk import BaseOperator
 from airflow_provider_m2m.hooks.bigquery import BigQueryM2MHook
 from airflow_provider_m2m.hooks.salesforce import SalesforceM2MHook
 from airflow_provider_m2m.reconcile import Mapping, account, plan_changes, write_failures_csv
+from airflow_provider_m2m.reconcile.orphans import (
+    DEFAULT_MAX_ORPHAN_FRACTION,
+    FlagValue,
+    OrphanResult,
+    OrphanWork,
+    account_orphans,
+    check_orphan_limit,
+    flag_records,
+    parse_orphan_action,
+    plan_orphan_work,
+    validate_orphan_flag,
+    validate_orphan_limits,
+)
+from airflow_provider_m2m.reconcile.plan import Plan
+from airflow_provider_m2m.reconcile.result import DEFAULT_FAILURE_SAMPLES
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -25,8 +40,15 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
 
     Reads the source rows with `BigQueryM2MHook` and the target records with a Salesforce Bulk API 2.0
     query, plans creates and field-level updates by external id, upserts them, and accounts for
-    every planned record (created, updated, failed, unprocessed). Records in the target that the
-    source does not have are only reported.
+    every planned record (created, updated, failed, unprocessed).
+
+    Records in the target that the source does not have (orphans) are reported by default. With
+    `orphans="flag"` the operator sets the `orphan_flag` fields on them by upsert on the external
+    id, and with `orphans="delete"` it deletes them by record Id; deleted records go to the Recycle
+    Bin. Either one first checks `max_orphans` and `max_orphan_fraction` and fails before writing
+    anything when there are more orphans than they allow. A flagged record that returns to the
+    source keeps its flag unless the mapping writes the flag field from the source, for example
+    `SELECT ..., FALSE AS missing_from_source`. See docs/reconcile.md.
 
     Returns the counts as XCom, with at most a sample of failures. The full list of failed records
     and Salesforce's errors is written to a CSV file under `failures_dir`.
@@ -38,9 +60,17 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
     :param bulk_threshold: plans with more records than this go through Bulk API 2.0, smaller
         ones through sObject Collections.
     :param failures_dir: folder for the failed-records CSV; one file per DAG run.
+    :param orphans: what to do with orphans: "report" (the default), "flag" or "delete". Templated.
+    :param orphan_flag: with "flag", the target fields and values to set on orphans, for example
+        `{"Active__c": False}`. A None value sets the field to null.
+    :param max_orphans: with "flag" or "delete", the run fails before any write when there are
+        more orphans than this count. None (the default) sets no count limit.
+    :param max_orphan_fraction: with "flag" or "delete", the run fails before any write when the
+        orphans are more than this share of the target records read (default 0.1, that is 10%).
+        None sets no share limit. When both limits are set, each one applies.
     """
 
-    template_fields: Sequence[str] = ("source_sql", "failures_dir", "dry_run")
+    template_fields: Sequence[str] = ("source_sql", "failures_dir", "dry_run", "orphans")
 
     def __init__(
         self,
@@ -53,6 +83,10 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
         dry_run: bool | str = False,
         bulk_threshold: int = 200,
         failures_dir: str | None = None,
+        orphans: str = "report",
+        orphan_flag: dict[str, FlagValue] | None = None,
+        max_orphans: int | None = None,
+        max_orphan_fraction: float | None = DEFAULT_MAX_ORPHAN_FRACTION,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -64,6 +98,16 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
         self.dry_run = dry_run
         self.bulk_threshold = bulk_threshold
         self.failures_dir = failures_dir
+        self.orphans = orphans
+        self.orphan_flag = orphan_flag
+        self.max_orphans = max_orphans
+        self.max_orphan_fraction = max_orphan_fraction
+        validate_orphan_limits(max_orphans, max_orphan_fraction)
+        if orphan_flag is not None:
+            validate_orphan_flag(orphan_flag, mapping.key.target)
+        # A template is checked once it is rendered, in execute.
+        if not _is_template(orphans):
+            self._orphan_action()
 
     def _is_dry_run(self) -> bool:
         # A templated value arrives as text unless the DAG renders templates as native objects.
@@ -71,11 +115,19 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
             return self.dry_run.strip().lower() in {"true", "1", "yes"}
         return bool(self.dry_run)
 
+    def _orphan_action(self) -> str:
+        """Return the validated orphan action; raise ValueError naming `orphans` or `orphan_flag`."""
+        action = parse_orphan_action(self.orphans)
+        if action == "flag":
+            validate_orphan_flag(self.orphan_flag, self.mapping.key.target)
+        return action
+
     def _target_soql(self) -> str:
         fields = ", ".join(self.mapping.target_fields())
         return f"SELECT {fields} FROM {self.target_object}"
 
     def execute(self, context: Context) -> dict[str, Any]:
+        action = self._orphan_action()
         bigquery = BigQueryM2MHook(bigquery_m2m_conn_id=self.bigquery_m2m_conn_id)
         salesforce = SalesforceM2MHook(salesforce_m2m_conn_id=self.salesforce_m2m_conn_id)
 
@@ -84,7 +136,7 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
         plan = plan_changes(source_rows, target_records, self.mapping)
         log.info(
             "Plan for %s: %d source rows, %d target records; %d to create, %d to update, "
-            "%d unchanged, %d only in the target",
+            "%d unchanged, %d only in the target (orphans=%s)",
             self.target_object,
             plan.read_source,
             plan.read_target,
@@ -92,11 +144,22 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
             len(plan.updates),
             plan.unchanged,
             len(plan.orphans),
+            action,
         )
+        # Checked before anything is written, in a dry run too, so that it shows a run that would stop.
+        check_orphan_limit(
+            action,
+            len(plan.orphans),
+            plan.read_target,
+            max_orphans=self.max_orphans,
+            max_orphan_fraction=self.max_orphan_fraction,
+        )
+        work = self._plan_orphan_work(salesforce, plan, action)
 
         if self._is_dry_run():
             log.info("Dry run: nothing written to %s", self.target_object)
-            return {**plan.counts(), "dry_run": True, "failures_csv": None}
+            orphan_counts = work.counts() if work else OrphanResult.reported(plan.orphans).as_dict()
+            return {**plan.counts(), **orphan_counts, "dry_run": True, "failures_csv": None}
 
         outcomes = salesforce.upsert_records(
             self.target_object,
@@ -114,20 +177,77 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
             result.failed,
             result.unprocessed,
         )
+        orphan_result = self._act_on_orphans(salesforce, plan, work)
 
+        failures = result.failures + orphan_result.failures
         failures_csv = None
-        if result.failures:
-            failures_csv = self._write_failures(context, result.failures, plan)
+        if failures:
+            failures_csv = self._write_failures(context, failures, plan)
             log.warning(
                 "%d records were not written; each one and Salesforce's error are in %s",
-                len(result.failures),
+                len(failures),
                 failures_csv,
             )
-        return {**result.as_dict(), "dry_run": False, "failures_csv": failures_csv}
+        summary = result.as_dict()
+        summary["failure_samples"] = (summary["failure_samples"] + orphan_result.failure_samples())[
+            :DEFAULT_FAILURE_SAMPLES
+        ]
+        summary["failure_samples_omitted"] = len(failures) - len(summary["failure_samples"])
+        return {**summary, **orphan_result.as_dict(), "dry_run": False, "failures_csv": failures_csv}
 
-    def _write_failures(self, context: Context, failures: list[Any], plan: Any) -> str:
+    def _plan_orphan_work(self, salesforce: SalesforceM2MHook, plan: Plan, action: str) -> OrphanWork | None:
+        """Look the orphans up by key and decide which to write; None when the action is "report"."""
+        if action == "report" or not plan.orphans:
+            return None if action == "report" else OrphanWork(action=action, keys=[])
+        key_field = self.mapping.key.target
+        flag = (self.orphan_flag or {}) if action == "flag" else {}
+        rows = salesforce.lookup_records(
+            self.target_object, key_field, plan.orphans, list(flag), bulk_threshold=self.bulk_threshold
+        )
+        work = plan_orphan_work(action, plan.orphans, rows, key_field, flag)
+        log.info(
+            "Orphans of %s to %s: %d, already flagged %d, gone since the target was read %d, ambiguous %d",
+            self.target_object,
+            action,
+            len(work.targets),
+            len(work.already_flagged),
+            len(work.gone),
+            len(work.failed),
+        )
+        return work
+
+    def _act_on_orphans(self, salesforce: SalesforceM2MHook, plan: Plan, work: OrphanWork | None) -> OrphanResult:
+        """Flag or delete the orphans of `work` and account for every orphan of the plan."""
+        if work is None:
+            return OrphanResult.reported(plan.orphans)
+        if work.action == "flag" and work.targets:
+            records = flag_records(work, self.mapping.key.target, self.orphan_flag or {})
+            outcomes = salesforce.upsert_records(
+                self.target_object, self.mapping.key.target, records, bulk_threshold=self.bulk_threshold
+            )
+        elif work.action == "delete" and work.targets:
+            outcomes = salesforce.delete_records(
+                self.target_object, list(work.targets.values()), bulk_threshold=self.bulk_threshold
+            )
+        else:
+            outcomes = []
+        result = account_orphans(work, outcomes)
+        result.check_totals()
+        log.info(
+            "Orphans of %s (%s): %s",
+            self.target_object,
+            work.action,
+            ", ".join(f"{count} {status}" for status, count in result.counts.items() if count),
+        )
+        return result
+
+    def _write_failures(self, context: Context, failures: list[Any], plan: Plan) -> str:
         base = Path(self.failures_dir) if self.failures_dir else Path.cwd() / "reconcile_failures"
         run_id = context["run_id"].replace(":", "_").replace("/", "_")
         path = base / context["dag"].dag_id / run_id / f"{self.task_id}-failures.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         return str(write_failures_csv(path, failures, plan))
+
+
+def _is_template(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)

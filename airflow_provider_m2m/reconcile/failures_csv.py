@@ -23,7 +23,8 @@ NULL_CELL = "#N/A"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"[-+]?\d+(\.\d+)?")
 
-FIXED_COLUMNS = ["key", "status", "error", "salesforce_id"]
+# `operation` tells which write failed: "upsert" for a source row, "flag" or "delete" for an orphan.
+FIXED_COLUMNS = ["key", "operation", "status", "error", "salesforce_id"]
 
 
 def write_failures_csv(
@@ -33,8 +34,9 @@ def write_failures_csv(
 ) -> Path:
     """Write one row per failed or unprocessed record and return the path.
 
-    Columns: key, status, error (Salesforce's message, or why the row was not sent), salesforce_id,
-    then the fields that were sent, in mapping order when a Plan is given. `plan_or_records` is the
+    Columns: key, operation (upsert, flag or delete), status, error (Salesforce's message, or why
+    the row was not sent), salesforce_id, then the fields that were sent, in mapping order when a
+    Plan is given. An orphan's row leaves the field columns blank. `plan_or_records` is the
     Plan, or a dict from key to the record sent. A field that was not sent is blank; a field
     sent as null reads `#N/A`. The file is UTF-8 and is replaced as a whole, never left half written.
     """
@@ -47,8 +49,8 @@ def write_failures_csv(
         writer = csv.writer(stream)
         writer.writerow(FIXED_COLUMNS + field_names)
         for outcome in failures:
-            record = records.get(outcome.key, {})
-            row = [outcome.key, outcome.status, outcome.error or "", outcome.salesforce_id or ""]
+            record = records.get(outcome.key, {}) if outcome.operation == "upsert" else {}
+            row = [outcome.key, outcome.operation, outcome.status, outcome.error or "", outcome.salesforce_id or ""]
             row.extend(_cell(record.get(name, "")) for name in field_names)
             writer.writerow([_defuse_formula(cell) for cell in row])
     os.replace(temporary, destination)

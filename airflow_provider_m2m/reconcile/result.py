@@ -8,7 +8,9 @@ from typing import Any
 
 from airflow_provider_m2m.reconcile.plan import Plan
 
-OUTCOME_STATUSES = ("created", "updated", "failed", "unprocessed")
+OUTCOME_STATUSES = ("created", "updated", "deleted", "failed", "unprocessed")
+# The write that produced an outcome: the plan's upserts, or an action on orphans.
+OPERATIONS = ("upsert", "flag", "delete")
 
 # How many failures `ReconcileResult.as_dict` includes by default; XCom is no place for all of them.
 DEFAULT_FAILURE_SAMPLES = 20
@@ -27,22 +29,30 @@ class FailureThresholdError(RuntimeError):
 
 @dataclass(frozen=True)
 class RecordOutcome:
-    """Outcome of one planned record, as the writer read it from Salesforce's results.
+    """Outcome of one record write, as the writer read it from Salesforce's results.
 
-    `status` is "created", "updated", "failed" (with Salesforce's error) or "unprocessed" (the
-    job ended before it reached the record).
+    `status` is "created", "updated", "deleted", "failed" (with Salesforce's error) or
+    "unprocessed" (the job ended before it reached the record). `error_code` is Salesforce's
+    status code of the first error, such as ENTITY_IS_DELETED, where the writer reads one.
+    `operation` names the write: "upsert" for the plan's records, "flag" or "delete" for orphans.
     """
 
     key: str
     status: str
     salesforce_id: str | None = None
     error: str | None = None
+    operation: str = "upsert"
+    error_code: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in OUTCOME_STATUSES:
             raise ValueError(
                 f"record {self.key}: invalid outcome status {self.status!r}; "
                 f"expected one of {', '.join(OUTCOME_STATUSES)}"
+            )
+        if self.operation not in OPERATIONS:
+            raise ValueError(
+                f"record {self.key}: invalid operation {self.operation!r}; expected one of {', '.join(OPERATIONS)}"
             )
 
 
@@ -110,8 +120,7 @@ class ReconcileResult:
     def as_dict(self, max_failure_samples: int = DEFAULT_FAILURE_SAMPLES) -> dict[str, Any]:
         """Return the counts and at most `max_failure_samples` failures, for XCom or a run summary."""
         samples = [
-            {"key": outcome.key, "status": outcome.status, "error": outcome.error}
-            for outcome in self.failures[:max_failure_samples]
+            failure_sample(outcome) for outcome in self.failures[:max_failure_samples]
         ]
         return {
             "read_source": self.read,
@@ -126,6 +135,11 @@ class ReconcileResult:
             "failure_samples": samples,
             "failure_samples_omitted": max(0, len(self.failures) - len(samples)),
         }
+
+
+def failure_sample(outcome: RecordOutcome) -> dict[str, Any]:
+    """Return one failed or unprocessed record as the dict the XCom failure samples contain."""
+    return {"key": outcome.key, "operation": outcome.operation, "status": outcome.status, "error": outcome.error}
 
 
 def account(plan: Plan, outcomes: Iterable[RecordOutcome]) -> ReconcileResult:

@@ -5,7 +5,7 @@ An unknown, expired or idle token gets 401 with `INVALID_SESSION_ID`.
 
 `api_calls` counts requests per endpoint kind, including rejected ones. The kinds are `token`,
 `query`, `query_more`, `describe_global`, `describe`, `create`, `retrieve`, `update`, `delete`,
-`upsert`, `collection_create`, `collection_upsert`, and for Bulk API 2.0 `bulk_ingest_create`,
+`upsert`, `collection_create`, `collection_upsert`, `collection_delete`, and for Bulk API 2.0 `bulk_ingest_create`,
 `bulk_ingest_list`, `bulk_ingest_upload`, `bulk_ingest_status`, `bulk_ingest_state`,
 `bulk_ingest_delete`, `bulk_ingest_results` and the same six with `bulk_query_` (`create`, `list`,
 `status`, `state`, `delete`, `results`).
@@ -23,7 +23,7 @@ from typing import Any
 from airflow_provider_m2m.sandbox.http import Request, Response, Router
 from airflow_provider_m2m.sandbox.salesforce import values
 from airflow_provider_m2m.sandbox.salesforce.bulk import BulkApi, BulkError
-from airflow_provider_m2m.sandbox.salesforce.ids import ORG_PREFIX, USER_PREFIX
+from airflow_provider_m2m.sandbox.salesforce.ids import ORG_PREFIX, USER_PREFIX, to_18
 from airflow_provider_m2m.sandbox.salesforce.oauth import ConnectedApp, Session, Sessions, TokenEndpoint
 from airflow_provider_m2m.sandbox.salesforce.objects import DEFAULT_OBJECTS, ObjectDef
 from airflow_provider_m2m.sandbox.salesforce.rest import NOT_FOUND, ApiError, RestApi
@@ -121,6 +121,7 @@ class SalesforceEmulator:
             ("PATCH", "/sobjects/{object}/{field}/{value}", "upsert", rest.upsert),
             ("POST", "/composite/sobjects", "collection_create", rest.collection_create),
             ("PATCH", "/composite/sobjects/{object}/{field}", "collection_upsert", rest.collection_upsert),
+            ("DELETE", "/composite/sobjects", "collection_delete", rest.collection_delete),
             ("POST", "/jobs/ingest", "bulk_ingest_create", bulk.create_ingest),
             ("GET", "/jobs/ingest", "bulk_ingest_list", bulk.list_ingest),
             ("PUT", "/jobs/ingest/{job_id}/batches", "bulk_ingest_upload", bulk.upload),
@@ -303,6 +304,15 @@ class SalesforceEmulator:
         """
         with self.lock:
             self.bulk.faults.rejected_keys = {match_key(key): message for key in external_ids}
+
+    def lock_records(self, record_ids: Iterable[str]) -> None:
+        """Lock records for editing, as an approval process does: updates and deletes of them fail.
+
+        Every write path (REST, sObject Collections, Bulk API 2.0) then reports ENTITY_IS_LOCKED for
+        them. Each call replaces the previous set, so an empty one unlocks every record.
+        """
+        with self.lock:
+            self.store.locked_ids = {to_18(record_id) for record_id in record_ids}
 
     def set_processing_delay(self, seconds: float) -> None:
         """Hold every ingest job InProgress for `seconds` before it writes records."""

@@ -46,6 +46,7 @@ COUNTRY_CODES: tuple[str, ...] = (
 )
 TIERS: tuple[str, ...] = ("Bronze", "Silver", "Gold", "Platinum")
 RUN_STATUSES: tuple[str, ...] = ("Succeeded", "Failed", "Dry Run")
+ORPHAN_ACTIONS: tuple[str, ...] = ("report", "flag", "delete")
 
 # System fields every record has; the API sets them and rejects writes to them.
 SYSTEM_FIELDS = ("Id", "IsDeleted", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp")
@@ -142,6 +143,8 @@ CUSTOMER_ACCOUNT = ObjectDef(
         FieldDef("Signup_Date__c", "Signup Date", DATE),
         FieldDef("Last_Activity__c", "Last Activity", DATETIME),
         FieldDef("Notes__c", "Notes", TEXTAREA, length=255),
+        # Set on records the source no longer has, when the reconciliation flags orphans.
+        FieldDef("Missing_From_Source__c", "Missing From Source", BOOLEAN),
     ),
 )
 
@@ -164,6 +167,10 @@ RECONCILIATION_RUN = ObjectDef(
         FieldDef("Failed__c", "Failed", **_COUNT),
         FieldDef("Unprocessed__c", "Unprocessed", **_COUNT),
         FieldDef("Orphans__c", "Orphans", **_COUNT),
+        FieldDef("Orphan_Action__c", "Orphan Action", PICKLIST, length=255, picklist_values=ORPHAN_ACTIONS, restricted_picklist=True),
+        FieldDef("Orphans_Flagged__c", "Orphans Flagged", **_COUNT),
+        FieldDef("Orphans_Deleted__c", "Orphans Deleted", **_COUNT),
+        FieldDef("Orphans_Failed__c", "Orphans Failed", **_COUNT),
         FieldDef("Started_At__c", "Started At", DATETIME),
         FieldDef("Finished_At__c", "Finished At", DATETIME),
         # Long text areas cannot be filtered in SOQL WHERE clauses.

@@ -376,6 +376,33 @@ class RestApi:
             results = self._apply_all_or_none(all_or_none, results, undo)
         return json_response(200, [result.to_result(with_created=True) for result in results])
 
+    def collection_delete(self, request: Request, session: Session) -> Response:
+        """Delete up to 200 records named by `ids` (comma-separated); one save result per id, in order.
+
+        `allOrNone` (default false) rolls every deletion back when one fails.
+        """
+        ids = [item.strip() for item in (request.query_value("ids") or "").split(",") if item.strip()]
+        if not ids:
+            raise ApiError(400, RecordError("MISSING_ARGUMENT", "ids parameter is required"))
+        if len(ids) > MAX_COLLECTION_RECORDS:
+            message = f"record limit reached. cannot submit more than {MAX_COLLECTION_RECORDS} records into this call"
+            raise ApiError(400, RecordError("EXCEEDED_ID_LIMIT", message))
+        all_or_none = (request.query_value("allOrNone") or "false").lower() == "true"
+        undo: UndoLog = []
+        with self.store.lock:
+            results = [self._delete_any(record_id, undo) for record_id in ids]
+            results = self._apply_all_or_none(all_or_none, results, undo)
+        return json_response(200, [result.to_result(with_created=False) for result in results])
+
+    def _delete_any(self, record_id: str, undo: UndoLog) -> SaveResult:
+        """Delete a record of whichever object its key prefix names."""
+        object_def = next(
+            (object_def for object_def in self.store.object_defs if record_id.startswith(object_def.key_prefix)), None
+        )
+        if object_def is None or not is_valid_id(record_id):
+            return SaveResult.failed(RecordError("MALFORMED_ID", f"malformed id {record_id}", ()))
+        return self.store.delete(object_def, record_id, undo=undo)
+
     def _apply_all_or_none(self, all_or_none: bool, results: list[SaveResult], undo: UndoLog) -> list[SaveResult]:
         """With allOrNone, one failure rolls back every record and marks the others rolled back."""
         if not all_or_none or all(result.success for result in results):

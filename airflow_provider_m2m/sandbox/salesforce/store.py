@@ -26,6 +26,9 @@ Clock = Callable[[], dt.datetime]
 # None when the change created it).
 UndoLog = list[tuple[str, str, Record | None]]
 
+# What the API reports for a record that an approval process has locked, to an update or a delete.
+ENTITY_IS_LOCKED = RecordError("ENTITY_IS_LOCKED", "the entity is locked for editing")
+
 ROLLED_BACK = RecordError(
     "ALL_OR_NONE_OPERATION_ROLLED_BACK",
     "Record rolled back because not all records were valid and the request was using AllOrNone header",
@@ -76,6 +79,8 @@ class Store:
         self.lock = lock
         self.clock = clock
         self.ids = IdFactory()
+        # Ids (18 characters) of records locked for editing, as an approval process locks them.
+        self.locked_ids: set[str] = set()
         self._objects: dict[str, ObjectDef] = {}
         self._records: dict[str, dict[str, Record]] = {}
         self._index: dict[str, dict[str, dict[str, set[str]]]] = {}
@@ -254,6 +259,8 @@ class Store:
                 if not is_valid_id(record_id):
                     return SaveResult.failed(RecordError("MALFORMED_ID", f"Id: invalid id: {record_id}", ("Id",)))
                 return SaveResult.failed(RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id"))
+            if existing["Id"] in self.locked_ids:
+                return SaveResult.failed(ENTITY_IS_LOCKED, record_id=existing["Id"])
             accepted, errors = self._check_changes(object_def, changes, existing)
             if errors:
                 return SaveResult.failed(*errors, record_id=existing["Id"])
@@ -296,6 +303,8 @@ class Store:
                 if not is_valid_id(record_id):
                     return SaveResult.failed(RecordError("MALFORMED_ID", f"Id: invalid id: {record_id}", ("Id",)))
                 return SaveResult.failed(RecordError("ENTITY_IS_DELETED", "entity is deleted"))
+            if existing["Id"] in self.locked_ids:
+                return SaveResult.failed(ENTITY_IS_LOCKED, record_id=existing["Id"])
             if undo is not None:
                 undo.append((object_def.name, existing["Id"], copy.deepcopy(existing)))
             self._unindex(object_def, existing)

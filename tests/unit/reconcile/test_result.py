@@ -79,6 +79,7 @@ def test_failures_csv_has_record_and_error(tmp_path):
     assert rows == [
         {
             "key": "ACC-04",
+            "operation": "upsert",
             "status": "failed",
             "error": PICKLIST_ERROR,
             "salesforce_id": "",
@@ -200,8 +201,8 @@ def test_tampered_counts_fail_totals():
 
 
 def test_outcome_status_validated():
-    with pytest.raises(ValueError, match="invalid outcome status 'deleted'"):
-        RecordOutcome("A1", "deleted")
+    with pytest.raises(ValueError, match="invalid outcome status 'archived'"):
+        RecordOutcome("A1", "archived")
 
 
 def test_failure_threshold():
@@ -225,4 +226,4 @@ def test_as_dict_samples_failures():
     assert summary["failed"] == 10
     assert len(summary["failure_samples"]) == 3
     assert summary["failure_samples_omitted"] == 7
-    assert summary["failure_samples"][0] == {"key": "ACC-00", "status": "failed", "error": "E"}
+    assert summary["failure_samples"][0] == {"key": "ACC-00", "operation": "upsert", "status": "failed", "error": "E"}

@@ -1,0 +1,346 @@
+"""Orphans: target records whose external id the source does not have. Imports nothing from Airflow.
+
+A run reports orphans by default. With the action "flag" it sets fields on them (for example
+`Active__c = false`) by upsert on the external id, and with "delete" it deletes them by record Id.
+Deleted records go to the org's Recycle Bin, where they stay restorable for 15 days.
+
+1. `check_orphan_limit` stops a flag or delete run before anything is written when there are more
+   orphans than the run allows, so a broken or empty source query cannot wipe an object.
+2. `plan_orphan_work` matches the orphan keys with the records a lookup by key returned: the Ids to
+   write, the orphans whose flag fields already hold the values, and the keys no longer there.
+3. `account_orphans` turns the work and the write outcomes into an `OrphanResult`. Its
+   `check_totals` raises when the orphans are not each in exactly one status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from airflow_provider_m2m.reconcile.mapping import NULL
+from airflow_provider_m2m.reconcile.result import AccountingError, RecordOutcome, failure_sample
+
+ORPHAN_ACTIONS = ("report", "flag", "delete")
+ORPHAN_STATUSES = ("reported", "flagged", "already_flagged", "deleted", "gone", "failed", "unprocessed")
+# A flag or delete run stops when the orphans are more than this share of the target records read.
+# A healthy nightly source rarely loses a tenth of an object; an empty or broken query loses all.
+DEFAULT_MAX_ORPHAN_FRACTION = 0.1
+
+# Salesforce's status code for a record that is already deleted (in the Recycle Bin or purged).
+ENTITY_IS_DELETED = "ENTITY_IS_DELETED"
+
+MAX_KEYS_IN_MESSAGE = 20
+
+FlagValue = bool | int | float | Decimal | str | None
+
+
+class OrphanLimitError(RuntimeError):
+    """Raised before any write when a flag or delete run has more orphans than its limit allows."""
+
+
+def parse_orphan_action(value: Any) -> str:
+    """Return the orphan action named by `value` (case and surrounding spaces ignored), or raise ValueError."""
+    action = value.strip().lower() if isinstance(value, str) else value
+    if action not in ORPHAN_ACTIONS:
+        raise ValueError(f"orphans={value!r} is invalid; expected one of {', '.join(ORPHAN_ACTIONS)}")
+    return action
+
+
+def validate_orphan_flag(flag: Any, key_field: str) -> dict[str, FlagValue]:
+    """Return `flag` as a dict of target field to value, or raise ValueError naming `orphan_flag`."""
+    if not isinstance(flag, Mapping) or not flag:
+        raise ValueError(
+            "orphan_flag must be a non-empty dict of target field to value, for example "
+            "{'Active__c': False}, when orphans='flag'"
+        )
+    for name, value in flag.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"orphan_flag has an invalid field name {name!r}; expected a Salesforce field API name")
+        if name.lower() in (key_field.lower(), "id"):
+            raise ValueError(f"orphan_flag cannot set {name}: it identifies the record")
+        if value is not None and not isinstance(value, bool | int | float | Decimal | str):
+            raise ValueError(
+                f"orphan_flag[{name!r}] is a {type(value).__name__}; expected a bool, number, text or None"
+            )
+    return dict(flag)
+
+
+def validate_orphan_limits(max_orphans: Any, max_orphan_fraction: Any) -> None:
+    """Raise ValueError naming the parameter when a limit is neither None nor in its range."""
+    if max_orphans is not None and (isinstance(max_orphans, bool) or not isinstance(max_orphans, int) or max_orphans < 0):
+        raise ValueError(f"max_orphans={max_orphans!r} is invalid; expected a record count of 0 or more, or None")
+    if max_orphan_fraction is not None and (
+        isinstance(max_orphan_fraction, bool)
+        or not isinstance(max_orphan_fraction, int | float)
+        or not 0 <= max_orphan_fraction <= 1
+    ):
+        raise ValueError(
+            f"max_orphan_fraction={max_orphan_fraction!r} is invalid; expected a share from 0 to 1 "
+            "of the target records read (0.1 allows 10%), or None"
+        )
+
+
+def check_orphan_limit(
+    action: str,
+    orphans: int,
+    read_target: int,
+    *,
+    max_orphans: int | None,
+    max_orphan_fraction: float | None,
+) -> None:
+    """Raise OrphanLimitError when a flag or delete run exceeds either limit that is set.
+
+    "report" writes nothing, so it never trips. Each limit that is not None applies on its own.
+    """
+    if action == "report":
+        return
+    exceeded = []
+    if max_orphans is not None and orphans > max_orphans:
+        exceeded.append(f"max_orphans={max_orphans}")
+    if max_orphan_fraction is not None and orphans > max_orphan_fraction * read_target:
+        exceeded.append(
+            f"max_orphan_fraction={max_orphan_fraction} ({max_orphan_fraction * read_target:.0f} of "
+            f"{read_target} target records)"
+        )
+    if exceeded:
+        raise OrphanLimitError(
+            f"{orphans} of the {read_target} target records are not in the source, more than "
+            f"{' and '.join(exceeded)} allows for orphans={action!r}; nothing was written. Check that the "
+            "source query returned every row; if these records really should be "
+            f"{'deleted' if action == 'delete' else 'flagged'}, raise {_parameters(exceeded)} and run again."
+        )
+
+
+def _parameters(exceeded: list[str]) -> str:
+    return " and ".join(limit.split("=")[0] for limit in exceeded)
+
+
+def flag_text(value: Any) -> str:
+    """Return a field value as Bulk API 2.0 CSV writes it: null as "", booleans as "true"/"false"."""
+    if value is None or value is NULL:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def flag_matches(current: Any, wanted: FlagValue) -> bool:
+    """Tell whether a field value read from Salesforce already equals the flag value.
+
+    Values compare as CSV text, numbers by value, and booleans ignoring case, so "true" read from a
+    Bulk API 2.0 query and True from a REST query both match True.
+    """
+    current_text, wanted_text = flag_text(current), flag_text(wanted)
+    if isinstance(wanted, bool):
+        return current_text.lower() == wanted_text
+    if isinstance(wanted, int | float | Decimal):
+        try:
+            return Decimal(current_text) == Decimal(wanted_text)
+        except InvalidOperation:
+            return False
+    return current_text == wanted_text
+
+
+@dataclass
+class OrphanWork:
+    """What an orphan action writes, decided before any write.
+
+    `targets` maps each orphan key to write to its record Id. Every orphan key is in exactly one of
+    `targets`, `already_flagged`, `gone` (the lookup found no record any more) or `failed` (the
+    lookup found more than one record with that exact key, so none is written).
+    """
+
+    action: str
+    keys: list[str]
+    targets: dict[str, str] = field(default_factory=dict)
+    already_flagged: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    failed: list[RecordOutcome] = field(default_factory=list)
+
+    def counts(self) -> dict[str, Any]:
+        """Return the planned counts, as a dry run reports them."""
+        return {
+            "orphan_action": self.action,
+            "orphans": len(self.keys),
+            "orphans_to_write": len(self.targets),
+            "orphans_already_flagged": len(self.already_flagged),
+            "orphans_gone": len(self.gone),
+            "orphans_failed": len(self.failed),
+        }
+
+
+def plan_orphan_work(
+    action: str,
+    keys: Sequence[str],
+    rows: Iterable[Mapping[str, Any]],
+    key_field: str,
+    flag: Mapping[str, FlagValue] | None = None,
+) -> OrphanWork:
+    """Match orphan keys with the rows a lookup by key returned (each with `Id`, the key and the flag fields).
+
+    Keys match by exact spelling, because a SOQL `IN` on text ignores case and may return records
+    whose key differs from an orphan's only in case. Those rows are ignored.
+    """
+    if action not in ("flag", "delete"):
+        raise ValueError(f"no orphan work for orphans={action!r}; only flag and delete write")
+    wanted = set(keys)
+    found: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        key = row.get(key_field)
+        if key in wanted:
+            found.setdefault(key, []).append(row)
+
+    work = OrphanWork(action=action, keys=list(keys))
+    operation = action
+    for key in keys:
+        matches = found.get(key, [])
+        if not matches:
+            work.gone.append(key)
+        elif len(matches) > 1:
+            ids = ", ".join(str(match.get("Id")) for match in matches)
+            message = f"the lookup found {len(matches)} records with this {key_field} ({ids}); none was written"
+            work.failed.append(RecordOutcome(key, "failed", None, message, operation=operation))
+        elif action == "flag" and all(flag_matches(matches[0].get(name), value) for name, value in (flag or {}).items()):
+            work.already_flagged.append(key)
+        else:
+            work.targets[key] = str(matches[0]["Id"])
+    return work
+
+
+def flag_records(work: OrphanWork, key_field: str, flag: Mapping[str, FlagValue]) -> list[dict[str, Any]]:
+    """Return the records that set the flag fields on the work's orphans by upsert on the external id.
+
+    A None flag value becomes NULL, because a None in an upsert record leaves the field unchanged.
+    """
+    values = {name: NULL if value is None else value for name, value in flag.items()}
+    return [{key_field: key, **values} for key in work.targets]
+
+
+@dataclass
+class OrphanResult:
+    """The end of every orphan: exactly one of the `ORPHAN_STATUSES` per key.
+
+    `failures` lists the failed and unprocessed orphans with Salesforce's error. `problems` lists
+    write outcomes that were unknown, repeated or missing; `check_totals` raises when there is any.
+    """
+
+    action: str
+    orphans: int
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ORPHAN_STATUSES, 0))
+    failures: list[RecordOutcome] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @classmethod
+    def reported(cls, keys: Sequence[str]) -> OrphanResult:
+        result = cls(action="report", orphans=len(keys))
+        result.counts["reported"] = len(keys)
+        return result
+
+    @property
+    def not_written(self) -> int:
+        """Orphans the action did not reach: failed plus unprocessed."""
+        return self.counts["failed"] + self.counts["unprocessed"]
+
+    def check_totals(self) -> None:
+        """Raise AccountingError unless every orphan is in exactly one status."""
+        messages = list(self.problems)
+        accounted = sum(self.counts.values())
+        if accounted != self.orphans:
+            detail = ", ".join(f"{status} {count}" for status, count in self.counts.items())
+            messages.append(f"orphan outcomes account for {accounted} records, but {self.orphans} were found ({detail})")
+        if messages:
+            raise AccountingError("the orphan counts do not add up: " + "; ".join(messages))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the action and one count per status, each under `orphans_<status>`, for XCom."""
+        return {
+            "orphan_action": self.action,
+            "orphans": self.orphans,
+            **{f"orphans_{status}": count for status, count in self.counts.items()},
+        }
+
+    def failure_samples(self) -> list[dict[str, Any]]:
+        return [failure_sample(outcome) for outcome in self.failures]
+
+
+def account_orphans(work: OrphanWork, outcomes: Iterable[RecordOutcome]) -> OrphanResult:
+    """Count the end of every orphan from the work and the outcomes of its writes.
+
+    Flag outcomes carry the external id as key, delete outcomes the record Id. A flag write that
+    created a record means the orphan was deleted after the lookup, so the upsert made a new
+    record: it counts as failed, with the new Id, so that an operator can remove it. A delete that
+    Salesforce rejects with ENTITY_IS_DELETED counts as gone.
+    """
+    result = OrphanResult(action=work.action, orphans=len(work.keys))
+    result.counts["already_flagged"] = len(work.already_flagged)
+    result.counts["gone"] = len(work.gone)
+    for failure in work.failed:
+        _add(result, "failed", failure)
+
+    key_of = {record_id: key for key, record_id in work.targets.items()} if work.action == "delete" else None
+    seen: set[str] = set()
+    unknown: list[str] = []
+    repeated: list[str] = []
+    unexpected: list[str] = []
+    for outcome in outcomes:
+        key = key_of.get(outcome.key) if key_of is not None else outcome.key
+        if key is None or key not in work.targets:
+            unknown.append(outcome.key)
+            continue
+        if key in seen:
+            repeated.append(key)
+            continue
+        seen.add(key)
+        end = _orphan_end(work.action, key, outcome)
+        if end is None:
+            unexpected.append(f"{key} ({outcome.status})")
+            continue
+        _add(result, *end)
+
+    missing = [key for key in work.targets if key not in seen]
+    problems = (
+        _describe_keys(unknown, "write outcome(s) for records that were not orphans to write"),
+        _describe_keys(repeated, "orphan(s) with more than one write outcome"),
+        _describe_keys(missing, "orphan(s) with no write outcome"),
+        _describe_keys(unexpected, f"orphan(s) with an outcome that a {work.action} write cannot have"),
+    )
+    result.problems = [problem for problem in problems if problem]
+    return result
+
+
+def _orphan_end(action: str, key: str, outcome: RecordOutcome) -> tuple[str, RecordOutcome] | None:
+    """Return the orphan status a write outcome means and the outcome restated under the orphan's
+    key and action, or None when the action cannot produce that outcome."""
+    restated = dataclasses.replace(outcome, key=key, operation=action)
+    if outcome.status in ("failed", "unprocessed"):
+        if action == "delete" and outcome.error_code == ENTITY_IS_DELETED:
+            return "gone", restated
+        return outcome.status, restated
+    if action == "delete":
+        return ("deleted", restated) if outcome.status == "deleted" else None
+    if outcome.status == "updated":
+        return "flagged", restated
+    if outcome.status == "created":
+        message = (
+            f"the record was deleted after the lookup, so the flag upsert created a new record "
+            f"{outcome.salesforce_id}; delete it"
+        )
+        return "failed", dataclasses.replace(restated, status="failed", error=message)
+    return None
+
+
+def _add(result: OrphanResult, status: str, outcome: RecordOutcome) -> None:
+    result.counts[status] += 1
+    if status in ("failed", "unprocessed"):
+        result.failures.append(outcome)
+
+
+def _describe_keys(keys: list[str], what: str) -> str:
+    if not keys:
+        return ""
+    shown = ", ".join(keys[:MAX_KEYS_IN_MESSAGE])
+    more = f" and {len(keys) - MAX_KEYS_IN_MESSAGE} more" if len(keys) > MAX_KEYS_IN_MESSAGE else ""
+    return f"{len(keys)} {what}: {shown}{more}"

@@ -1,0 +1,309 @@
+"""BigQueryToSalesforceReconcileOperator's orphan actions against the sandbox over HTTPS.
+
+The source is the sandbox's BigQuery table of 300 rows; the target starts as the seeded 291
+matching records plus 50 orphans, whose keys are numbered from 900001.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_m2m.operators.reconcile import BigQueryToSalesforceReconcileOperator
+from airflow_provider_m2m.reconcile import FieldMapping, FieldType, Mapping, OrphanLimitError
+from airflow_provider_m2m.reconcile.orphans import ORPHAN_STATUSES
+from airflow_provider_m2m.sandbox import Sandbox
+
+OBJECT = "Customer_Account__c"
+KEY = "External_Id__c"
+FLAG = "Missing_From_Source__c"
+WRITE_CALLS = ("collection_upsert", "collection_delete", "upsert", "update", "delete", "bulk_ingest_create")
+
+COLUMNS = "account_id, name, email, country, tier, annual_revenue, employees, is_active, signup_date, last_activity_at, notes"
+SOURCE_SQL = f"SELECT {COLUMNS} FROM `crm.customer_accounts`"
+
+FIELDS = [
+    FieldMapping("name", "Name", FieldType.STRING, length=80),
+    FieldMapping("email", "Email__c", FieldType.EMAIL),
+    FieldMapping("country", "Country__c", FieldType.PICKLIST),
+    FieldMapping("tier", "Tier__c", FieldType.PICKLIST),
+    FieldMapping("annual_revenue", "Annual_Revenue__c", FieldType.DECIMAL, scale=2),
+    FieldMapping("employees", "Employees__c", FieldType.INTEGER),
+    FieldMapping("is_active", "Is_Active__c", FieldType.BOOLEAN),
+    FieldMapping("signup_date", "Signup_Date__c", FieldType.DATE),
+    FieldMapping("last_activity_at", "Last_Activity__c", FieldType.DATETIME),
+    FieldMapping("notes", "Notes__c", FieldType.TEXTAREA, length=255),
+]
+KEY_MAPPING = FieldMapping("account_id", KEY, FieldType.STRING, length=20)
+MAPPING = Mapping(key=KEY_MAPPING, fields=FIELDS)
+# The flag field written from the source too, so a record that returns to the source is cleared.
+MAPPING_WITH_FLAG = Mapping(
+    key=KEY_MAPPING, fields=[*FIELDS, FieldMapping("missing_from_source", FLAG, FieldType.BOOLEAN)]
+)
+
+
+def _operator(tmp_path: Path, **kwargs: Any) -> BigQueryToSalesforceReconcileOperator:
+    arguments: dict[str, Any] = {
+        "task_id": "reconcile",
+        "source_sql": SOURCE_SQL,
+        "target_object": OBJECT,
+        "mapping": MAPPING,
+        "failures_dir": str(tmp_path / "failures"),
+        **kwargs,
+    }
+    return BigQueryToSalesforceReconcileOperator(**arguments)
+
+
+def _targets(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
+    sandbox.salesforce.wait_for_jobs()
+    return {record[KEY]: record for record in sandbox.salesforce.records(OBJECT)}
+
+
+def _write_calls(sandbox: Sandbox) -> dict[str, int]:
+    return {kind: sandbox.salesforce.api_calls[kind] for kind in WRITE_CALLS}
+
+
+def _orphan_keys(sandbox: Sandbox) -> list[str]:
+    return sorted(sandbox.seed_data.orphan_keys)
+
+
+def _status_total(result: dict[str, Any]) -> int:
+    return sum(result[f"orphans_{status}"] for status in ORPHAN_STATUSES)
+
+
+def _flag_orphans(sandbox: Sandbox, keys: list[str]) -> None:
+    """Set the flag on some records directly in the emulator, as an earlier run would have."""
+    records = [record for record in sandbox.seed_data.target_records if record[KEY] in set(keys)]
+    sandbox.salesforce.delete_all_records(OBJECT)
+    others = [record for record in sandbox.seed_data.target_records if record[KEY] not in set(keys)]
+    sandbox.salesforce.insert_records(OBJECT, others + [{**record, FLAG: True} for record in records])
+
+
+# flag
+
+
+def test_flag_writes_only_unflagged_orphans(sandbox: Sandbox, tmp_path: Path, context: dict) -> None:
+    orphans = _orphan_keys(sandbox)
+    _flag_orphans(sandbox, orphans[:10])
+    before = _targets(sandbox)
+    operator = _operator(tmp_path, orphans="flag", orphan_flag={FLAG: True}, max_orphan_fraction=0.2)
+
+    result = operator.execute(context)
+
+    after = _targets(sandbox)
+    assert result["orphans"] == 50
+    assert result["orphans_flagged"] == 40
+    assert result["orphans_already_flagged"] == 10
+    assert _status_total(result) == 50
+    assert all(after[key][FLAG] is True for key in orphans)
+    assert all(after[key]["SystemModstamp"] == before[key]["SystemModstamp"] for key in orphans[:10])
+    assert not any(record[FLAG] for key, record in after.items() if key not in orphans)
+
+
+def test_flag_rerun_writes_nothing(sandbox: Sandbox, tmp_path: Path, context: dict) -> None:
+    operator = _operator(tmp_path, orphans="flag", orphan_flag={FLAG: True}, max_orphan_fraction=0.2)
+    operator.execute(context)
+    converged = _targets(sandbox)
+    calls = _write_calls(sandbox)
+
+    result = operator.execute(context)
+
+    assert result["orphans_flagged"] == 0
+    assert result["orphans_already_flagged"] == 50
+    assert result["created"] + result["updated"] == 0
+    assert _write_calls(sandbox) == calls
+    assert _targets(sandbox) == converged
+
+
+def test_flag_bulk_path(sandbox: Sandbox, tmp_path: Path, context: dict) -> None:
+    operator = _operator(
+        tmp_path, orphans="flag", orphan_flag={FLAG: True}, max_orphan_fraction=0.2, bulk_threshold=20
+    )
+    jobs_before = sandbox.salesforce.api_calls["bulk_query_create"]
+
+    result = operator.execute(context)
+
+    assert result["orphans_flagged"] == 50
+    # The target read and the orphan lookup are both Bulk API 2.0 query jobs above the threshold.
+    assert sandbox.salesforce.api_calls["bulk_query_create"] - jobs_before == 2
+    assert all(_targets(sandbox)[key][FLAG] is True for key in _orphan_keys(sandbox))
+
+
+def test_returning_record_keeps_flag_unless_mapped(sandbox: Sandbox, tmp_path: Path, context: dict) -> None:
+    returning = sorted(sandbox.seed_data.unchanged_keys)[:3]
+    shrunk_sql = f"{SOURCE_SQL} WHERE account_id NOT IN ({', '.join(repr(key) for key in returning)})"
+    flag_run = _operator(
+        tmp_path, source_sql=shrunk_sql, orphans="flag", orphan_flag={FLAG: True}, max_orphan_fraction=0.2
+    )
+    unmapped_run = _operator(tmp_path, orphans="flag", orphan_flag={FLAG: True}, max_orphan_fraction=0.2)
+    mapped_run = _operator(
+        tmp_path,
+        source_sql=f"SELECT {COLUMNS}, FALSE AS missing_from_source FROM `crm.customer_accounts`",
+        mapping=MAPPING_WITH_FLAG,
+        orphans="flag",
+        orphan_flag={FLAG: True},
+        max_orphan_fraction=0.2,
+    )
+
+    flagged = flag_run.execute(context)
+    unmapped = unmapped_run.execute(context)
+    kept = _targets(sandbox)
+    mapped = mapped_run.execute(context)
+    cleared = _targets(sandbox)
+
+    assert all(key in _targets(sandbox) for key in returning)
+    assert flagged["orphans_flagged"] == 53
+    assert unmapped["orphans"] == 50
+    assert unmapped["updated"] == 0
+    assert all(kept[key][FLAG] is True for key in returning)
+    assert mapped["updated"] == 3
+    assert mapped["orphans_already_flagged"] == 50
+    assert all(cleared[key][FLAG] is False for key in returning)
+    assert all(cleared[key][FLAG] is True for key in _orphan_keys(sandbox))
+
+
+# delete
+
+
+@pytest.mark.parametrize("bulk_threshold", [200, 20], ids=["collections", "bulk"])
+def test_delete_removes_exactly_the_orphans(
+    sandbox: Sandbox, tmp_path: Path, context: dict, bulk_threshold: int
+) -> None:
+    _operator(tmp_path, bulk_threshold=bulk_threshold).execute(context)
+    converged = _targets(sandbox)
+    orphans = set(_orphan_keys(sandbox))
+    operator = _operator(tmp_path, orphans="delete", max_orphan_fraction=0.2, bulk_threshold=bulk_threshold)
+
+    result = operator.execute(context)
+
+    after = _targets(sandbox)
+    assert result["orphans_deleted"] == 50
+    assert _status_total(result) == 50
+    assert set(after) == set(converged) - orphans
+    assert len(after) == 300
+    assert {key: converged[key] for key in after} == after
+
+
+@pytest.mark.parametrize("bulk_threshold", [200, 20], ids=["collections", "bulk"])
+def test_delete_rerun_deletes_nothing(
+    sandbox: Sandbox, tmp_path: Path, context: dict, bulk_threshold: int
+) -> None:
+    operator = _operator(tmp_path, orphans="delete", max_orphan_fraction=0.2, bulk_threshold=bulk_threshold)
+    operator.execute(context)
+    converged = _targets(sandbox)
+    calls = _write_calls(sandbox)
+
+    result = operator.execute(context)
+
+    assert result["orphans"] == 0
+    assert result["orphans_deleted"] == 0
+    assert _write_calls(sandbox) == calls
+    assert _targets(sandbox) == converged
+
+
+@pytest.mark.parametrize("bulk_threshold", [200, 20], ids=["collections", "bulk"])
+def test_delete_rejection_is_reported_per_record(
+    sandbox: Sandbox, tmp_path: Path, context: dict, bulk_threshold: int
+) -> None:
+    locked_key = _orphan_keys(sandbox)[7]
+    locked_id = _targets(sandbox)[locked_key]["Id"]
+    sandbox.salesforce.lock_records([locked_id])
+    operator = _operator(tmp_path, orphans="delete", max_orphan_fraction=0.2, bulk_threshold=bulk_threshold)
+
+    result = operator.execute(context)
+
+    assert result["orphans_deleted"] == 49
+    assert result["orphans_failed"] == 1
+    assert _status_total(result) == 50
+    assert locked_key in _targets(sandbox)
+    samples = [sample for sample in result["failure_samples"] if sample["operation"] == "delete"]
+    assert [sample["key"] for sample in samples] == [locked_key]
+    assert "ENTITY_IS_LOCKED" in samples[0]["error"]
+    with open(result["failures_csv"], newline="", encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [(row["key"], row["operation"], row["status"]) for row in rows] == [(locked_key, "delete", "failed")]
+    assert rows[0]["salesforce_id"] == locked_id
+
+
+def test_flag_rejection_is_reported_per_record(sandbox: Sandbox, tmp_path: Path, context: dict) -> None:
+    locked_key = _orphan_keys(sandbox)[3]
+    sandbox.salesforce.lock_records([_targets(sandbox)[locked_key]["Id"]])
+    operator = _operator(tmp_path, orphans="flag", orphan_flag={FLAG: True}, max_orphan_fraction=0.2)
+
+    result = operator.execute(context)
+
+    assert result["orphans_flagged"] == 49
+    assert result["orphans_failed"] == 1
+    assert _status_total(result) == 50
+    assert _targets(sandbox)[locked_key][FLAG] is False
+    assert result["failure_samples"][0]["operation"] == "flag"
+
+
+# limit and dry run
+
+
+@pytest.mark.parametrize(
+    ("action", "limits", "parameter"),
+    [
+        pytest.param("delete", {}, "max_orphan_fraction", id="delete-default-fraction"),
+        pytest.param("flag", {}, "max_orphan_fraction", id="flag-default-fraction"),
+        pytest.param("delete", {"max_orphans": 10, "max_orphan_fraction": None}, "max_orphans", id="delete-count"),
+    ],
+)
+def test_limit_stops_run_before_any_write(
+    sandbox: Sandbox, tmp_path: Path, context: dict, action: str, limits: dict, parameter: str
+) -> None:
+    before = _targets(sandbox)
+    calls = _write_calls(sandbox)
+    flag = {"orphan_flag": {FLAG: True}} if action == "flag" else {}
+    operator = _operator(tmp_path, orphans=action, **flag, **limits)
+
+    with pytest.raises(OrphanLimitError) as raised:
+        operator.execute(context)
+
+    message = str(raised.value)
+    assert "50 of the 341 target records" in message
+    assert f"raise {parameter}" in message
+    assert "nothing was written" in message
+    assert _write_calls(sandbox) == calls
+    assert _targets(sandbox) == before
+
+
+def test_report_never_trips_the_limit(sandbox: Sandbox, tmp_path: Path, context: dict) -> None:
+    result = _operator(tmp_path, max_orphans=0).execute(context)
+
+    assert result["orphan_action"] == "report"
+    assert result["orphans_reported"] == 50
+    assert _status_total(result) == 50
+    assert set(_orphan_keys(sandbox)) <= set(_targets(sandbox))
+
+
+def test_empty_source_cannot_delete_the_object(sandbox: Sandbox, tmp_path: Path, context: dict) -> None:
+    before = _targets(sandbox)
+    operator = _operator(tmp_path, source_sql=f"{SOURCE_SQL} WHERE FALSE", orphans="delete")
+
+    with pytest.raises(OrphanLimitError, match="341 of the 341 target records"):
+        operator.execute(context)
+
+    assert _targets(sandbox) == before
+
+
+@pytest.mark.parametrize("action", ["flag", "delete"])
+def test_dry_run_counts_orphan_action(sandbox: Sandbox, tmp_path: Path, context: dict, action: str) -> None:
+    _flag_orphans(sandbox, _orphan_keys(sandbox)[:5])
+    before = _targets(sandbox)
+    calls = _write_calls(sandbox)
+    flag = {"orphan_flag": {FLAG: True}} if action == "flag" else {}
+    operator = _operator(tmp_path, orphans=action, dry_run=True, max_orphan_fraction=0.2, **flag)
+
+    result = operator.execute(context)
+
+    assert result["dry_run"] is True
+    assert result["orphan_action"] == action
+    assert result["orphans_to_write"] == (45 if action == "flag" else 50)
+    assert result["orphans_already_flagged"] == (5 if action == "flag" else 0)
+    assert _write_calls(sandbox) == calls
+    assert _targets(sandbox) == before
