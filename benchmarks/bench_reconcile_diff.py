@@ -1,4 +1,4 @@
-"""Benchmark the reconcile diff against a pandas merge, and count Salesforce API calls per run.
+"""Benchmark the reconcile diff against a pandas merge.
 
 Diff: N source rows against N target records with 10 mapped fields, 1% of the target changed in one
 field and 0.5% of the source missing from the target. Both contenders receive the same iterators:
@@ -16,7 +16,7 @@ used several cores is not flattered. Peak memory is measured in a separate run u
 tracemalloc, which slows the code down and so is never timed. It is the highest traced allocation
 above what was allocated before the run. numpy and pandas report their buffers to tracemalloc.
 
-API calls: a model from Salesforce's documented limits, not a measurement against Salesforce.
+Salesforce API calls per reconciliation are measured by benchmarks/bench_salesforce_calls.py.
 
 Run: .venv/bin/python benchmarks/bench_reconcile_diff.py [--rows 1000000] [--repeats 3]
 Needs pandas for the baseline (`pip install pandas`).
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import math
 import platform
 import statistics
 import sys
@@ -41,7 +40,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from airflow_provider_m2m.reconcile import FieldMapping, FieldType, Mapping, plan_changes  # noqa: E402
-from airflow_provider_m2m.hooks.salesforce import BULK_QUERY_PAGE_SIZE  # noqa: E402
 
 MAPPING = Mapping(
     key=FieldMapping("account_id", "External_Id__c", FieldType.STRING, length=20),
@@ -247,46 +245,11 @@ def peak_memory(run: Contender, rows: int) -> int:
     return peak - before
 
 
-# API call model ---------------------------------------------------------------------------------
-
-# Documented limits (Salesforce REST API and Bulk API 2.0 Developer Guides).
-REST_QUERY_PAGE_RECORDS = 2_000  # records per REST query page (nextRecordsUrl)
-COLLECTION_RECORDS = 200  # records per sObject Collections request
-BULK_UPLOAD_BYTES = 150 * 1024 * 1024  # raw CSV per Bulk API 2.0 ingest job upload
-# NOTE: estimates, not documented limits. Polls depend on how long Salesforce takes to process a
-# job; bytes per record is the size of this benchmark's records as CSV.
-POLLS_PER_JOB = 2
-API_CALL_BUDGET = 25  # calls allowed to reconcile 1,000,000 target records with 10,000 changes
-CSV_BYTES_PER_RECORD = 220
-
-
-def bulk_api_calls(target_records: int, changes: int, query_set_records: int) -> dict[str, int]:
-    """Count the calls of a Bulk API 2.0 query of the target plus one Bulk API 2.0 upsert job."""
-    query = 1 + POLLS_PER_JOB + math.ceil(target_records / query_set_records)  # create, poll, result sets
-    uploads = max(1, math.ceil(changes * CSV_BYTES_PER_RECORD / BULK_UPLOAD_BYTES))
-    # create the job, upload, close, poll, then successful, failed and unprocessed results
-    upsert = 1 + uploads + 1 + POLLS_PER_JOB + 3
-    return {"query": query, "write": upsert, "total": query + upsert}
-
-
-def rest_api_calls(target_records: int, changes: int) -> dict[str, int]:
-    """Count the calls of a REST query of the target plus sObject Collections upserts."""
-    query = math.ceil(target_records / REST_QUERY_PAGE_RECORDS)
-    write = math.ceil(changes / COLLECTION_RECORDS)
-    return {"query": query, "write": write, "total": query + write}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000, help="source rows, and about as many target records")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per contender; the median is reported")
     parser.add_argument("--no-pandas", action="store_true", help="measure the engine alone")
-    parser.add_argument(
-        "--query-set-records",
-        type=int,
-        default=BULK_QUERY_PAGE_SIZE,
-        help="maxRecords per Bulk API 2.0 query result set in the API call model (default: the hook's page size)",
-    )
     args = parser.parse_args(argv)
 
     expected = expected_counts(args.rows)
@@ -324,22 +287,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"speed-up, engine over pandas: {results[1][1] / results[0][1]:.2f}x")
         print(f"peak memory, engine / pandas: {memories[0] / memories[1]:.2f}")
 
-    target_count, changes = 1_000_000, 10_000
-    bulk = bulk_api_calls(target_count, changes, args.query_set_records)
-    rest = rest_api_calls(target_count, changes)
-    print()
-    print(f"# Salesforce API calls to reconcile {target_count:,} target records with {changes:,} changes (model)")
-    print("| pattern | read target | write | total |")
-    print("|---|---:|---:|---:|")
-    print(f"| Bulk API 2.0 query + Bulk API 2.0 upsert | {bulk['query']} | {bulk['write']} | {bulk['total']} |")
-    print(f"| REST query + sObject Collections | {rest['query']} | {rest['write']} | {rest['total']} |")
-    print(f"ratio, Bulk / REST: {bulk['total'] / rest['total']:.3f}")
-    print(f"(Bulk API 2.0 query result sets of {args.query_set_records:,} records, set with maxRecords)")
-
-    # The smallest result set that keeps the whole run within the budget of API calls.
-    fixed_calls = bulk["total"] - math.ceil(target_count / args.query_set_records)
-    smallest_set = math.ceil(target_count / (API_CALL_BUDGET - fixed_calls))
-    print(f"to stay within {API_CALL_BUDGET} calls, request result sets of at least {smallest_set:,} records")
     return 0
 
 
