@@ -62,7 +62,8 @@ from airflow_provider_m2m.reconcile.plan import Plan  # noqa: E402
 
 TARGET_OBJECT = "Customer_Account__c"
 SALESFORCE_CONN_ID = "salesforce_m2m_default"
-# The REST API's default query page size, which real Salesforce also uses when the client sets none.
+# The REST API's default and maximum query page size (REST API Developer Guide, "Query Options
+# Header"). Salesforce may send smaller pages, so a real org needs at least as many requests.
 REST_QUERY_PAGE_SIZE = 2_000
 # Calls allowed to reconcile 1,000,000 target records with 10,000 changes.
 API_CALL_BUDGET = 25
@@ -182,7 +183,7 @@ class Scenario:
 
 @dataclass(frozen=True)
 class SalesforceAccess:
-    """What a contender needs to reach the emulator: the connection and, for the naive client, its parts."""
+    """Connection details of one emulator: the hook's connection JSON and, for the naive client, its parts."""
 
     connection_json: str
     token_url: str

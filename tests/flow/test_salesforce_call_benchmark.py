@@ -1,6 +1,6 @@
 """The Salesforce API call benchmark at a small size: the provider's request counts and a fair comparison.
 
-`benchmarks/bench_salesforce_calls.py` is run as the lead runs it, against the sandbox emulator over
+`benchmarks/bench_salesforce_calls.py` runs as it does from the command line, against the sandbox emulator over
 HTTPS, with page sizes scaled down so that 20,000 records take as many result sets as 1,000,000
 records do with the real page sizes.
 """
@@ -11,6 +11,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -42,7 +43,7 @@ def benchmark() -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def measurement(benchmark: ModuleType) -> object:
+def measurement(benchmark: ModuleType) -> Any:
     scenario = benchmark.Scenario(records=RECORDS, updates=UPDATES, creates=CREATES)
     return benchmark.measure(
         scenario,
@@ -52,7 +53,7 @@ def measurement(benchmark: ModuleType) -> object:
     )
 
 
-def test_provider_requests_by_route(measurement: object) -> None:
+def test_provider_requests_by_route(measurement: Any) -> None:
     calls = measurement.provider.calls
     assert calls["bulk_query_create"] == 1
     assert calls["bulk_query_results"] == RECORDS // QUERY_PAGE_SIZE
@@ -67,7 +68,7 @@ def test_provider_requests_by_route(measurement: object) -> None:
     assert measurement.provider.other == 0
 
 
-def test_naive_requests_by_route(measurement: object) -> None:
+def test_naive_requests_by_route(measurement: Any) -> None:
     calls = measurement.naive.calls
     assert calls["query"] == 1
     assert calls["query_more"] == RECORDS // REST_PAGE_SIZE - 1
@@ -76,19 +77,19 @@ def test_naive_requests_by_route(measurement: object) -> None:
     assert measurement.naive.other == 0
 
 
-def test_provider_far_below_naive(benchmark: ModuleType, measurement: object) -> None:
+def test_provider_far_below_naive(benchmark: ModuleType, measurement: Any) -> None:
     provider, naive = measurement.provider, measurement.naive
     assert provider.total * 4 < naive.total, (provider.calls, naive.calls)
     assert provider.total - provider.polls <= benchmark.API_CALL_BUDGET
 
 
-def test_contenders_reach_same_state(benchmark: ModuleType, measurement: object) -> None:
+def test_contenders_reach_same_state(benchmark: ModuleType, measurement: Any) -> None:
     assert measurement.state_differences() == []
     assert benchmark.check(measurement) == []
     assert len(measurement.provider.final_state) == RECORDS + CREATES
 
 
-def test_check_reports_unequal_states(benchmark: ModuleType, measurement: object) -> None:
+def test_check_reports_unequal_states(benchmark: ModuleType, measurement: Any) -> None:
     key = next(iter(sorted(measurement.scenario.updated_keys())))
     altered = dict(measurement.naive.final_state)
     altered[key] = measurement.initial_state[key]
