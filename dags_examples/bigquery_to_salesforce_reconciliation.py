@@ -6,6 +6,12 @@ from Salesforce, and upserts only the difference by the external id `External_Id
 run's counts in a `Reconciliation_Run__c` record and fails when more records failed than the
 `max_failures` param allows. A rerun writes nothing that is already in place.
 
+Records that Salesforce has and the source does not (orphans) are only reported unless the
+`orphans` param says "flag" (set `Missing_From_Source__c`) or "delete" (to the Recycle Bin). Either
+one stops before writing anything when orphans are more than 10% of the records read. The source
+query selects `FALSE AS missing_from_source`, so a flagged record that returns to the source is
+cleared by the normal update.
+
 Connections are named by id only; the credentials live in the Airflow connections
 `bigquery_m2m_default` (service account) and `salesforce_m2m_default` (client credentials flow).
 """
@@ -37,9 +43,11 @@ FAILURES_FIELD_MAX_LENGTH = 131_072
 
 SOURCE_SQL = """
 SELECT account_id, name, email, country, tier, annual_revenue, employees,
-       is_active, signup_date, last_activity_at, notes
+       is_active, signup_date, last_activity_at, notes,
+       FALSE AS missing_from_source
 FROM `crm.customer_accounts`
 """
+ORPHAN_FLAG_FIELD = "Missing_From_Source__c"
 
 CUSTOMER_ACCOUNT_MAPPING = Mapping(
     key=FieldMapping("account_id", "External_Id__c", FieldType.STRING, length=20),
@@ -54,6 +62,8 @@ CUSTOMER_ACCOUNT_MAPPING = Mapping(
         FieldMapping("signup_date", "Signup_Date__c", FieldType.DATE),
         FieldMapping("last_activity_at", "Last_Activity__c", FieldType.DATETIME),
         FieldMapping("notes", "Notes__c", FieldType.TEXTAREA, length=255),
+        # Written from the source so that a record flagged as an orphan is cleared when it returns.
+        FieldMapping("missing_from_source", ORPHAN_FLAG_FIELD, FieldType.BOOLEAN),
     ],
 )
 
@@ -62,9 +72,9 @@ def _failures_text(result: dict[str, Any]) -> str:
     """Render the failure sample as CSV for the summary record, cut to the field's size."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["external_id", "status", "error"])
+    writer.writerow(["external_id", "operation", "status", "error"])
     for failure in result.get("failure_samples", []):
-        writer.writerow([failure["key"], failure["status"], failure.get("error") or ""])
+        writer.writerow([failure["key"], failure.get("operation", "upsert"), failure["status"], failure.get("error") or ""])
     text = buffer.getvalue()
     if len(text) <= FAILURES_FIELD_MAX_LENGTH:
         return text
@@ -77,8 +87,25 @@ def _salesforce_datetime(moment: datetime) -> str:
 
 
 def _failed_count(result: dict[str, Any]) -> int:
-    # `failed` already counts the source rows the plan rejected before sending.
-    return int(result.get("failed", 0)) + int(result.get("unprocessed", 0))
+    # `failed` already counts the source rows the plan rejected before sending. Orphans that a
+    # flag or delete did not reach count too.
+    return sum(int(result.get(name, 0)) for name in ("failed", "unprocessed", "orphans_failed", "orphans_unprocessed"))
+
+
+def _orphan_summary(result: dict[str, Any]) -> str:
+    """Describe what happened to the orphans, or what a dry run would do, in one phrase."""
+    action = result.get("orphan_action", "report")
+    if result["dry_run"] and action != "report":
+        return (
+            f"{result['orphans']} orphans, {result.get('orphans_to_write', 0)} to {action}, "
+            f"{result.get('orphans_already_flagged', 0)} already flagged"
+        )
+    counts = [
+        f"{result.get(f'orphans_{status}', 0)} {status.replace('_', ' ')}"
+        for status in ("reported", "flagged", "already_flagged", "deleted", "gone", "failed", "unprocessed")
+        if result.get(f"orphans_{status}", 0)
+    ]
+    return f"{result['orphans']} orphans ({action}): {', '.join(counts) or 'none'}"
 
 
 @dag(
@@ -97,6 +124,15 @@ def _failed_count(result: dict[str, Any]) -> int:
             minimum=0,
             description="The run fails when more records than this fail or stay unprocessed.",
         ),
+        "orphans": Param(
+            "report",
+            type="string",
+            enum=["report", "flag", "delete"],
+            description=(
+                "What to do with Salesforce records that the source no longer has: report them, "
+                f"flag them ({ORPHAN_FLAG_FIELD} = true) or delete them (to the Recycle Bin)."
+            ),
+        ),
     },
     tags=["m2m", "bigquery", "salesforce", "reconciliation"],
 )
@@ -109,6 +145,8 @@ def bigquery_to_salesforce_reconciliation() -> None:
         bigquery_m2m_conn_id=BIGQUERY_CONN_ID,
         salesforce_m2m_conn_id=SALESFORCE_CONN_ID,
         dry_run="{{ params.dry_run }}",
+        orphans="{{ params.orphans }}",
+        orphan_flag={ORPHAN_FLAG_FIELD: True},
     )
 
     @task(multiple_outputs=False)
@@ -135,6 +173,10 @@ def bigquery_to_salesforce_reconciliation() -> None:
             "Failed__c": result.get("failed", result.get("rejected", 0)),
             "Unprocessed__c": result.get("unprocessed", 0),
             "Orphans__c": result["orphans"],
+            "Orphan_Action__c": result.get("orphan_action", "report"),
+            "Orphans_Flagged__c": result.get("orphans_flagged", 0),
+            "Orphans_Deleted__c": result.get("orphans_deleted", 0),
+            "Orphans_Failed__c": result.get("orphans_failed", 0) + result.get("orphans_unprocessed", 0),
             "Started_At__c": _salesforce_datetime(dag_run.start_date),
             "Finished_At__c": _salesforce_datetime(datetime.now(timezone.utc)),
             "Failures__c": _failures_text(result) if _failed_count(result) else None,
@@ -142,13 +184,24 @@ def bigquery_to_salesforce_reconciliation() -> None:
         summary = {name: value for name, value in fields.items() if name != "Failures__c"}
         if result["dry_run"]:
             log.info(
-                "Dry run, nothing written: %d to create, %d to update, %d unchanged, %d rejected before sending",
+                "Dry run, nothing written: %d to create, %d to update, %d unchanged, %d rejected before sending; %s",
                 fields["Created__c"],
                 fields["Updated__c"],
                 fields["Unchanged__c"],
                 fields["Failed__c"],
+                _orphan_summary(result),
             )
             return summary
+        log.info(
+            "Run %s: %d created, %d updated, %d unchanged, %d failed, %d unprocessed; %s",
+            status,
+            fields["Created__c"],
+            fields["Updated__c"],
+            fields["Unchanged__c"],
+            fields["Failed__c"],
+            fields["Unprocessed__c"],
+            _orphan_summary(result),
+        )
         hook = SalesforceM2MHook(salesforce_m2m_conn_id=SALESFORCE_CONN_ID)
         outcome = hook.upsert_record(SUMMARY_OBJECT, "Run_Id__c", run_id, fields)
         if outcome.status == "failed":
@@ -160,7 +213,8 @@ def bigquery_to_salesforce_reconciliation() -> None:
         failed = _failed_count(result)
         if failed > params["max_failures"]:
             raise AirflowFailException(
-                f"{failed} records failed or stayed unprocessed, more than max_failures={params['max_failures']}. "
+                f"{failed} records, orphans included, failed or stayed unprocessed, more than "
+                f"max_failures={params['max_failures']}. "
                 f"Each record and Salesforce's error are in {result['failures_csv']}; fix the source rows "
                 "and rerun: records already written are not written again."
             )
