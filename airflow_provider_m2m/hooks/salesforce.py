@@ -975,7 +975,9 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
                 key = str(records[index][external_id_field])
                 if kind == "successfulResults":
                     created = row.get("sf__Created", "").lower() == "true"
-                    status = "deleted" if operation == "delete" else "created" if created else "updated"
+                    status = "created" if created else "updated"
+                    if operation == "delete":
+                        status = "deleted"
                     outcomes[index] = RecordOutcome(key, status, row.get("sf__Id") or None, None, operation=operation)
                 elif kind == "failedResults":
                     error = row.get("sf__Error") or "failed"
@@ -1062,7 +1064,8 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             chunk = indexes[start : start + COLLECTIONS_BATCH_SIZE]
             ids = ",".join(record_ids[index] for index in chunk)
             # allOrNone false: each record is deleted or fails on its own, and the response lists
-            # one result per Id in request order.
+            # one result per Id in request order (REST API Developer Guide, "Delete Records Using
+            # sObject Collections").
             response = self._request("DELETE", "composite/sobjects", params={"ids": ids, "allOrNone": "false"})
             results = response.json()
             if not isinstance(results, list) or len(results) != len(chunk):

@@ -23,7 +23,7 @@ NULL_CELL = "#N/A"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"[-+]?\d+(\.\d+)?")
 
-# `operation` tells which write failed: "upsert" for a source row, "flag" or "delete" for an orphan.
+# `operation` names the write that failed: "upsert" for a source row, "flag" or "delete" for an orphan.
 FIXED_COLUMNS = ["key", "operation", "status", "error", "salesforce_id"]
 
 

@@ -2,7 +2,7 @@
 
 A run reports orphans by default. With the action "flag" it sets fields on them (for example
 `Active__c = false`) by upsert on the external id, and with "delete" it deletes them by record Id.
-Deleted records go to the org's Recycle Bin, where they stay restorable for 15 days.
+Deleted records go to the org's Recycle Bin, where Salesforce keeps them restorable for 15 days.
 
 1. `check_orphan_limit` stops a flag or delete run before anything is written when there are more
    orphans than the run allows, so a broken or empty source query cannot wipe an object.
@@ -127,26 +127,26 @@ def flag_text(value: Any) -> str:
     return str(value)
 
 
-def flag_matches(current: Any, wanted: FlagValue) -> bool:
+def flag_matches(current: Any, expected: FlagValue) -> bool:
     """Tell whether a field value read from Salesforce already equals the flag value.
 
     Values compare as CSV text, numbers by value, and booleans ignoring case, so "true" read from a
     Bulk API 2.0 query and True from a REST query both match True.
     """
-    current_text, wanted_text = flag_text(current), flag_text(wanted)
-    if isinstance(wanted, bool):
-        return current_text.lower() == wanted_text
-    if isinstance(wanted, int | float | Decimal):
+    current_text, expected_text = flag_text(current), flag_text(expected)
+    if isinstance(expected, bool):
+        return current_text.lower() == expected_text
+    if isinstance(expected, int | float | Decimal):
         try:
-            return Decimal(current_text) == Decimal(wanted_text)
+            return Decimal(current_text) == Decimal(expected_text)
         except InvalidOperation:
             return False
-    return current_text == wanted_text
+    return current_text == expected_text
 
 
 @dataclass
 class OrphanWork:
-    """What an orphan action writes, decided before any write.
+    """The writes of an orphan action, decided before any write.
 
     `targets` maps each orphan key to write to its record Id. Every orphan key is in exactly one of
     `targets`, `already_flagged`, `gone` (the lookup found no record any more) or `failed` (the
@@ -186,11 +186,11 @@ def plan_orphan_work(
     """
     if action not in ("flag", "delete"):
         raise ValueError(f"no orphan work for orphans={action!r}; only flag and delete write")
-    wanted = set(keys)
+    orphan_keys = set(keys)
     found: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
         key = row.get(key_field)
-        if key in wanted:
+        if key in orphan_keys:
             found.setdefault(key, []).append(row)
 
     work = OrphanWork(action=action, keys=list(keys))
@@ -221,7 +221,7 @@ def flag_records(work: OrphanWork, key_field: str, flag: Mapping[str, FlagValue]
 
 @dataclass
 class OrphanResult:
-    """The end of every orphan: exactly one of the `ORPHAN_STATUSES` per key.
+    """Counts of an orphan action: every orphan key is in exactly one of the `ORPHAN_STATUSES`.
 
     `failures` lists the failed and unprocessed orphans with Salesforce's error. `problems` lists
     write outcomes that were unknown, repeated or missing; `check_totals` raises when there is any.

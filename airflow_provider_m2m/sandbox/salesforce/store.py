@@ -26,7 +26,7 @@ Clock = Callable[[], dt.datetime]
 # None when the change created it).
 UndoLog = list[tuple[str, str, Record | None]]
 
-# What the API reports for a record that an approval process has locked, to an update or a delete.
+# The error the API returns for an update or a delete of a record that an approval process has locked.
 ENTITY_IS_LOCKED = RecordError("ENTITY_IS_LOCKED", "the entity is locked for editing")
 
 ROLLED_BACK = RecordError(

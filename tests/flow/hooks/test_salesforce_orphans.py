@@ -140,3 +140,13 @@ def test_flag_lookup_skips_flagged_records(sandbox: Sandbox) -> None:
     assert sorted(work.already_flagged) == keys[0::2]
     assert result.counts["flagged"] == 3
     assert all(record[FLAG] for record in sandbox.salesforce.records(OBJECT) if record[KEY] in keys)
+
+
+def test_delete_failed_bulk_job_is_unprocessed(sandbox: Sandbox) -> None:
+    ids = _insert(sandbox, "DFJ", 30)
+    sandbox.salesforce.fail_ingest_job_after(10)
+
+    outcomes = SalesforceM2MHook().delete_records(OBJECT, list(ids.values()), bulk_threshold=10)
+
+    assert Counter(outcome.status for outcome in outcomes) == Counter({"deleted": 10, "unprocessed": 20})
+    assert len(_stored_keys(sandbox, "DFJ")) == 20
