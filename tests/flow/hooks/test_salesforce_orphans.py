@@ -13,29 +13,40 @@ import pytest
 from airflow_provider_m2m.hooks.salesforce import SalesforceM2MHook
 from airflow_provider_m2m.reconcile.orphans import account_orphans, flag_records, plan_orphan_work
 from airflow_provider_m2m.sandbox import Sandbox
+from airflow_provider_m2m.sandbox.salesforce import SalesforceEmulator
 
 OBJECT = "Customer_Account__c"
 KEY = "External_Id__c"
 FLAG = "Missing_From_Source__c"
 
 
-def _insert(sandbox: Sandbox, prefix: str, count: int) -> dict[str, str]:
+@pytest.fixture
+def emulator(sandbox: Sandbox) -> SalesforceEmulator:
+    """The sandbox's Salesforce emulator.
+
+    Tests take this, never the sandbox: pytest prints a failing test's arguments, and the
+    sandbox's repr contains its private key.
+    """
+    return sandbox.salesforce
+
+
+def _insert(emulator: SalesforceEmulator, prefix: str, count: int) -> dict[str, str]:
     """Insert `count` records keyed `<prefix>-000000` and up; return key -> record Id."""
     keys = [f"{prefix}-{number:06d}" for number in range(count)]
-    ids = sandbox.salesforce.insert_records(OBJECT, [{KEY: key, "Name": f"Orphan {key}"} for key in keys])
+    ids = emulator.insert_records(OBJECT, [{KEY: key, "Name": f"Orphan {key}"} for key in keys])
     return dict(zip(keys, ids, strict=True))
 
 
-def _stored_keys(sandbox: Sandbox, prefix: str) -> set[str]:
-    sandbox.salesforce.wait_for_jobs()
-    return {record[KEY] for record in sandbox.salesforce.records(OBJECT) if record[KEY].startswith(prefix)}
+def _stored_keys(emulator: SalesforceEmulator, prefix: str) -> set[str]:
+    emulator.wait_for_jobs()
+    return {record[KEY] for record in emulator.records(OBJECT) if record[KEY].startswith(prefix)}
 
 
-def test_delete_records_collections_outcomes(sandbox: Sandbox) -> None:
-    ids = _insert(sandbox, "DCO", 5)
+def test_delete_records_collections_outcomes(emulator: SalesforceEmulator) -> None:
+    ids = _insert(emulator, "DCO", 5)
     gone_id = ids.pop("DCO-000004")
     SalesforceM2MHook().delete_records(OBJECT, [gone_id])
-    calls_before = sandbox.salesforce.api_calls["collection_delete"]
+    calls_before = emulator.api_calls["collection_delete"]
 
     outcomes = SalesforceM2MHook().delete_records(OBJECT, [*ids.values(), gone_id])
 
@@ -43,71 +54,71 @@ def test_delete_records_collections_outcomes(sandbox: Sandbox) -> None:
     assert [outcome.key for outcome in outcomes] == [*ids.values(), gone_id]
     assert {outcome.operation for outcome in outcomes} == {"delete"}
     assert outcomes[4].error_code == "ENTITY_IS_DELETED"
-    assert sandbox.salesforce.api_calls["collection_delete"] - calls_before == 1
-    assert _stored_keys(sandbox, "DCO") == set()
+    assert emulator.api_calls["collection_delete"] - calls_before == 1
+    assert _stored_keys(emulator, "DCO") == set()
 
 
-def test_delete_records_bulk_reports_locked_record(sandbox: Sandbox) -> None:
-    ids = _insert(sandbox, "DBU", 30)
+def test_delete_records_bulk_reports_locked_record(emulator: SalesforceEmulator) -> None:
+    ids = _insert(emulator, "DBU", 30)
     locked = ids["DBU-000011"]
-    sandbox.salesforce.lock_records([locked])
-    jobs_before = sandbox.salesforce.api_calls["bulk_ingest_create"]
+    emulator.lock_records([locked])
+    jobs_before = emulator.api_calls["bulk_ingest_create"]
     try:
         outcomes = SalesforceM2MHook().delete_records(OBJECT, list(ids.values()), bulk_threshold=10)
     finally:
-        sandbox.salesforce.lock_records([])
+        emulator.lock_records([])
 
     assert Counter(outcome.status for outcome in outcomes) == Counter({"deleted": 29, "failed": 1})
     failed = [outcome for outcome in outcomes if outcome.status == "failed"]
     assert failed[0].key == locked
     assert failed[0].error_code == "ENTITY_IS_LOCKED"
     assert "locked" in (failed[0].error or "")
-    assert sandbox.salesforce.api_calls["bulk_ingest_create"] - jobs_before == 1
-    assert _stored_keys(sandbox, "DBU") == {"DBU-000011"}
+    assert emulator.api_calls["bulk_ingest_create"] - jobs_before == 1
+    assert _stored_keys(emulator, "DBU") == {"DBU-000011"}
 
 
-def test_delete_survives_session_timeout(sandbox: Sandbox) -> None:
-    ids = _insert(sandbox, "DEX", 3)
+def test_delete_survives_session_timeout(emulator: SalesforceEmulator) -> None:
+    ids = _insert(emulator, "DEX", 3)
     hook = SalesforceM2MHook()
     hook.get_token()
-    grants_before = sandbox.salesforce.api_calls["token"]
-    sandbox.salesforce.expire_all_sessions()
+    grants_before = emulator.api_calls["token"]
+    emulator.expire_all_sessions()
 
     outcomes = hook.delete_records(OBJECT, list(ids.values()))
 
     assert [outcome.status for outcome in outcomes] == ["deleted"] * 3
-    assert sandbox.salesforce.api_calls["token"] == grants_before + 1
+    assert emulator.api_calls["token"] == grants_before + 1
 
 
 @pytest.mark.parametrize(
     ("bulk_threshold", "call_kind"), [(200, "query"), (10, "bulk_query_create")], ids=["rest", "bulk"]
 )
-def test_lookup_splits_long_statements(sandbox: Sandbox, bulk_threshold: int, call_kind: str) -> None:
-    ids = _insert(sandbox, f"LK{bulk_threshold}", 60)
+def test_lookup_splits_long_statements(emulator: SalesforceEmulator, bulk_threshold: int, call_kind: str) -> None:
+    ids = _insert(emulator, f"LK{bulk_threshold}", 60)
     asked = [*ids, "LKX-NOT-THERE"]
-    calls_before = sandbox.salesforce.api_calls[call_kind]
+    calls_before = emulator.api_calls[call_kind]
 
     # About 16 characters per quoted key: 400 characters hold about 20 keys after the SELECT.
     rows = SalesforceM2MHook().lookup_records(
         OBJECT, KEY, asked, [FLAG], bulk_threshold=bulk_threshold, max_soql_length=400
     )
 
-    assert sandbox.salesforce.api_calls[call_kind] - calls_before >= 3
+    assert emulator.api_calls[call_kind] - calls_before >= 3
     assert {row[KEY]: row["Id"] for row in rows} == ids
     assert {row[FLAG] for row in rows} == {"false"}
 
 
-def test_lookup_quotes_special_keys(sandbox: Sandbox) -> None:
+def test_lookup_quotes_special_keys(emulator: SalesforceEmulator) -> None:
     keys = ["O'Brien\\1", 'Say "hi"', "tab\there"]
-    ids = sandbox.salesforce.insert_records(OBJECT, [{KEY: key, "Name": "Quoted"} for key in keys])
+    ids = emulator.insert_records(OBJECT, [{KEY: key, "Name": "Quoted"} for key in keys])
 
     rows = SalesforceM2MHook().lookup_records(OBJECT, KEY, keys)
 
     assert {row[KEY]: row["Id"] for row in rows} == dict(zip(keys, ids, strict=True))
 
 
-def test_orphan_deleted_meanwhile_counts_as_gone(sandbox: Sandbox) -> None:
-    ids = _insert(sandbox, "GON", 4)
+def test_orphan_deleted_meanwhile_counts_as_gone(emulator: SalesforceEmulator) -> None:
+    ids = _insert(emulator, "GON", 4)
     keys = [*ids, "GON-999999"]
     hook = SalesforceM2MHook()
     rows = hook.lookup_records(OBJECT, KEY, keys)
@@ -121,12 +132,12 @@ def test_orphan_deleted_meanwhile_counts_as_gone(sandbox: Sandbox) -> None:
     assert result.counts["deleted"] == 3
     assert result.counts["gone"] == 2
     assert result.failures == []
-    assert _stored_keys(sandbox, "GON") == set()
+    assert _stored_keys(emulator, "GON") == set()
 
 
-def test_flag_lookup_skips_flagged_records(sandbox: Sandbox) -> None:
+def test_flag_lookup_skips_flagged_records(emulator: SalesforceEmulator) -> None:
     keys = [f"FLG-{number:06d}" for number in range(6)]
-    sandbox.salesforce.insert_records(
+    emulator.insert_records(
         OBJECT, [{KEY: key, "Name": "Flag", FLAG: number % 2 == 0} for number, key in enumerate(keys)]
     )
     hook = SalesforceM2MHook()
@@ -139,14 +150,14 @@ def test_flag_lookup_skips_flagged_records(sandbox: Sandbox) -> None:
     result.check_totals()
     assert sorted(work.already_flagged) == keys[0::2]
     assert result.counts["flagged"] == 3
-    assert all(record[FLAG] for record in sandbox.salesforce.records(OBJECT) if record[KEY] in keys)
+    assert all(record[FLAG] for record in emulator.records(OBJECT) if record[KEY] in keys)
 
 
-def test_delete_failed_bulk_job_is_unprocessed(sandbox: Sandbox) -> None:
-    ids = _insert(sandbox, "DFJ", 30)
-    sandbox.salesforce.fail_ingest_job_after(10)
+def test_delete_failed_bulk_job_is_unprocessed(emulator: SalesforceEmulator) -> None:
+    ids = _insert(emulator, "DFJ", 30)
+    emulator.fail_ingest_job_after(10)
 
     outcomes = SalesforceM2MHook().delete_records(OBJECT, list(ids.values()), bulk_threshold=10)
 
     assert Counter(outcome.status for outcome in outcomes) == Counter({"deleted": 10, "unprocessed": 20})
-    assert len(_stored_keys(sandbox, "DFJ")) == 20
+    assert len(_stored_keys(emulator, "DFJ")) == 20

@@ -13,7 +13,8 @@ import pytest
 
 from airflow_provider_m2m.auth import clear_discovery_cache, clear_memory_cache
 from airflow_provider_m2m.sandbox import Sandbox, start_sandbox
-from airflow_provider_m2m.sandbox.seed import TARGET_OBJECT
+from airflow_provider_m2m.sandbox.salesforce import SalesforceEmulator
+from airflow_provider_m2m.sandbox.seed import TARGET_OBJECT, SeedData
 
 # 300 source rows give a target of 291 matched records and 50 orphans, about 15% of 341, so the
 # default orphan limit of 10% trips unless a test raises it.
@@ -48,6 +49,21 @@ def sandbox(orphan_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyP
     emulator.wait_for_jobs()
     emulator.lock_records([])
     clear_memory_cache()
+
+
+@pytest.fixture
+def emulator(sandbox: Sandbox) -> SalesforceEmulator:
+    """The Salesforce emulator of the restored sandbox.
+
+    Tests take this and `seed`, never the sandbox: pytest prints a failing test's arguments, and
+    the sandbox's repr contains its private key.
+    """
+    return sandbox.salesforce
+
+
+@pytest.fixture
+def seed(orphan_sandbox: Sandbox) -> SeedData:
+    return orphan_sandbox.seed_data
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """BigQueryToSalesforceReconcileOperator's orphan actions against the sandbox over HTTPS.
 
 The source is the sandbox's BigQuery table of 300 rows; the target starts as the seeded 291
-matching records plus 50 orphans, whose keys are numbered from 900001.
+matching records plus 50 orphans, whose keys are numbered from 900001. Tests take the emulator and
+the seed data, never the sandbox, whose repr contains its private key: pytest prints a failing
+test's arguments.
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ import pytest
 from airflow_provider_m2m.operators.reconcile import BigQueryToSalesforceReconcileOperator
 from airflow_provider_m2m.reconcile import FieldMapping, FieldType, Mapping, OrphanLimitError
 from airflow_provider_m2m.reconcile.orphans import ORPHAN_STATUSES
-from airflow_provider_m2m.sandbox import Sandbox
+from airflow_provider_m2m.sandbox.salesforce import SalesforceEmulator
+from airflow_provider_m2m.sandbox.seed import SeedData
 
 OBJECT = "Customer_Account__c"
 KEY = "External_Id__c"
 FLAG = "Missing_From_Source__c"
 WRITE_CALLS = ("collection_upsert", "collection_delete", "upsert", "update", "delete", "bulk_ingest_create")
 
-COLUMNS = "account_id, name, email, country, tier, annual_revenue, employees, is_active, signup_date, last_activity_at, notes"
+COLUMNS = (
+    "account_id, name, email, country, tier, annual_revenue, employees, is_active, signup_date, "
+    "last_activity_at, notes"
+)
 SOURCE_SQL = f"SELECT {COLUMNS} FROM `crm.customer_accounts`"
 
 FIELDS = [
@@ -57,43 +63,45 @@ def _operator(tmp_path: Path, **kwargs: Any) -> BigQueryToSalesforceReconcileOpe
     return BigQueryToSalesforceReconcileOperator(**arguments)
 
 
-def _targets(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
-    sandbox.salesforce.wait_for_jobs()
-    return {record[KEY]: record for record in sandbox.salesforce.records(OBJECT)}
+def _targets(emulator: SalesforceEmulator) -> dict[str, dict[str, Any]]:
+    emulator.wait_for_jobs()
+    return {record[KEY]: record for record in emulator.records(OBJECT)}
 
 
-def _write_calls(sandbox: Sandbox) -> dict[str, int]:
-    return {kind: sandbox.salesforce.api_calls[kind] for kind in WRITE_CALLS}
+def _write_calls(emulator: SalesforceEmulator) -> dict[str, int]:
+    return {kind: emulator.api_calls[kind] for kind in WRITE_CALLS}
 
 
-def _orphan_keys(sandbox: Sandbox) -> list[str]:
-    return sorted(sandbox.seed_data.orphan_keys)
+def _orphan_keys(seed: SeedData) -> list[str]:
+    return sorted(seed.orphan_keys)
 
 
 def _status_total(result: dict[str, Any]) -> int:
     return sum(result[f"orphans_{status}"] for status in ORPHAN_STATUSES)
 
 
-def _flag_orphans(sandbox: Sandbox, keys: list[str]) -> None:
+def _flag_orphans(emulator: SalesforceEmulator, seed: SeedData, keys: list[str]) -> None:
     """Set the flag on some records directly in the emulator, as an earlier run would have."""
-    records = [record for record in sandbox.seed_data.target_records if record[KEY] in set(keys)]
-    sandbox.salesforce.delete_all_records(OBJECT)
-    others = [record for record in sandbox.seed_data.target_records if record[KEY] not in set(keys)]
-    sandbox.salesforce.insert_records(OBJECT, others + [{**record, FLAG: True} for record in records])
+    records = [record for record in seed.target_records if record[KEY] in set(keys)]
+    others = [record for record in seed.target_records if record[KEY] not in set(keys)]
+    emulator.delete_all_records(OBJECT)
+    emulator.insert_records(OBJECT, others + [{**record, FLAG: True} for record in records])
 
 
 # flag
 
 
-def test_flag_writes_only_unflagged_orphans(sandbox: Sandbox, tmp_path: Path, context: dict) -> None:
-    orphans = _orphan_keys(sandbox)
-    _flag_orphans(sandbox, orphans[:10])
-    before = _targets(sandbox)
+def test_flag_writes_only_unflagged_orphans(
+    emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict
+) -> None:
+    orphans = _orphan_keys(seed)
+    _flag_orphans(emulator, seed, orphans[:10])
+    before = _targets(emulator)
     operator = _operator(tmp_path, orphans="flag", orphan_flag={FLAG: True}, max_orphan_fraction=0.2)
 
     result = operator.execute(context)
 
-    after = _targets(sandbox)
+    after = _targets(emulator)
     assert result["orphans"] == 50
     assert result["orphans_flagged"] == 40
     assert result["orphans_already_flagged"] == 10
@@ -103,37 +111,45 @@ def test_flag_writes_only_unflagged_orphans(sandbox: Sandbox, tmp_path: Path, co
     assert not any(record[FLAG] for key, record in after.items() if key not in orphans)
 
 
-def test_flag_rerun_writes_nothing(sandbox: Sandbox, tmp_path: Path, context: dict) -> None:
+def test_flag_rerun_writes_nothing(
+    emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict
+) -> None:
     operator = _operator(tmp_path, orphans="flag", orphan_flag={FLAG: True}, max_orphan_fraction=0.2)
     operator.execute(context)
-    converged = _targets(sandbox)
-    calls = _write_calls(sandbox)
+    converged = _targets(emulator)
+    calls = _write_calls(emulator)
 
     result = operator.execute(context)
 
     assert result["orphans_flagged"] == 0
     assert result["orphans_already_flagged"] == 50
     assert result["created"] + result["updated"] == 0
-    assert _write_calls(sandbox) == calls
-    assert _targets(sandbox) == converged
+    assert _write_calls(emulator) == calls
+    assert _targets(emulator) == converged
 
 
-def test_flag_bulk_path(sandbox: Sandbox, tmp_path: Path, context: dict) -> None:
+def test_flag_bulk_path(
+    emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict
+) -> None:
     operator = _operator(
         tmp_path, orphans="flag", orphan_flag={FLAG: True}, max_orphan_fraction=0.2, bulk_threshold=20
     )
-    jobs_before = sandbox.salesforce.api_calls["bulk_query_create"]
+    jobs_before = emulator.api_calls["bulk_query_create"]
 
     result = operator.execute(context)
 
     assert result["orphans_flagged"] == 50
     # The target read and the orphan lookup are both Bulk API 2.0 query jobs above the threshold.
-    assert sandbox.salesforce.api_calls["bulk_query_create"] - jobs_before == 2
-    assert all(_targets(sandbox)[key][FLAG] is True for key in _orphan_keys(sandbox))
+    assert emulator.api_calls["bulk_query_create"] - jobs_before == 2
+    orphans = _orphan_keys(seed)
+    after = _targets(emulator)
+    assert all(after[key][FLAG] is True for key in orphans)
 
 
-def test_returning_record_keeps_flag_unless_mapped(sandbox: Sandbox, tmp_path: Path, context: dict) -> None:
-    returning = sorted(sandbox.seed_data.unchanged_keys)[:3]
+def test_returning_record_keeps_flag_unless_mapped(
+    emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict
+) -> None:
+    returning = sorted(seed.unchanged_keys)[:3]
     shrunk_sql = f"{SOURCE_SQL} WHERE account_id NOT IN ({', '.join(repr(key) for key in returning)})"
     flag_run = _operator(
         tmp_path, source_sql=shrunk_sql, orphans="flag", orphan_flag={FLAG: True}, max_orphan_fraction=0.2
@@ -150,11 +166,12 @@ def test_returning_record_keeps_flag_unless_mapped(sandbox: Sandbox, tmp_path: P
 
     flagged = flag_run.execute(context)
     unmapped = unmapped_run.execute(context)
-    kept = _targets(sandbox)
+    kept = _targets(emulator)
     mapped = mapped_run.execute(context)
-    cleared = _targets(sandbox)
+    cleared = _targets(emulator)
 
-    assert all(key in _targets(sandbox) for key in returning)
+    orphans = _orphan_keys(seed)
+    assert all(key in cleared for key in returning)
     assert flagged["orphans_flagged"] == 53
     assert unmapped["orphans"] == 50
     assert unmapped["updated"] == 0
@@ -162,7 +179,7 @@ def test_returning_record_keeps_flag_unless_mapped(sandbox: Sandbox, tmp_path: P
     assert mapped["updated"] == 3
     assert mapped["orphans_already_flagged"] == 50
     assert all(cleared[key][FLAG] is False for key in returning)
-    assert all(cleared[key][FLAG] is True for key in _orphan_keys(sandbox))
+    assert all(cleared[key][FLAG] is True for key in orphans)
 
 
 # delete
@@ -170,16 +187,16 @@ def test_returning_record_keeps_flag_unless_mapped(sandbox: Sandbox, tmp_path: P
 
 @pytest.mark.parametrize("bulk_threshold", [200, 20], ids=["collections", "bulk"])
 def test_delete_removes_exactly_the_orphans(
-    sandbox: Sandbox, tmp_path: Path, context: dict, bulk_threshold: int
+    emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict, bulk_threshold: int
 ) -> None:
     _operator(tmp_path, bulk_threshold=bulk_threshold).execute(context)
-    converged = _targets(sandbox)
-    orphans = set(_orphan_keys(sandbox))
+    converged = _targets(emulator)
+    orphans = set(_orphan_keys(seed))
     operator = _operator(tmp_path, orphans="delete", max_orphan_fraction=0.2, bulk_threshold=bulk_threshold)
 
     result = operator.execute(context)
 
-    after = _targets(sandbox)
+    after = _targets(emulator)
     assert result["orphans_deleted"] == 50
     assert _status_total(result) == 50
     assert set(after) == set(converged) - orphans
@@ -189,28 +206,28 @@ def test_delete_removes_exactly_the_orphans(
 
 @pytest.mark.parametrize("bulk_threshold", [200, 20], ids=["collections", "bulk"])
 def test_delete_rerun_deletes_nothing(
-    sandbox: Sandbox, tmp_path: Path, context: dict, bulk_threshold: int
+    emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict, bulk_threshold: int
 ) -> None:
     operator = _operator(tmp_path, orphans="delete", max_orphan_fraction=0.2, bulk_threshold=bulk_threshold)
     operator.execute(context)
-    converged = _targets(sandbox)
-    calls = _write_calls(sandbox)
+    converged = _targets(emulator)
+    calls = _write_calls(emulator)
 
     result = operator.execute(context)
 
     assert result["orphans"] == 0
     assert result["orphans_deleted"] == 0
-    assert _write_calls(sandbox) == calls
-    assert _targets(sandbox) == converged
+    assert _write_calls(emulator) == calls
+    assert _targets(emulator) == converged
 
 
 @pytest.mark.parametrize("bulk_threshold", [200, 20], ids=["collections", "bulk"])
 def test_delete_rejection_is_reported_per_record(
-    sandbox: Sandbox, tmp_path: Path, context: dict, bulk_threshold: int
+    emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict, bulk_threshold: int
 ) -> None:
-    locked_key = _orphan_keys(sandbox)[7]
-    locked_id = _targets(sandbox)[locked_key]["Id"]
-    sandbox.salesforce.lock_records([locked_id])
+    locked_key = _orphan_keys(seed)[7]
+    locked_id = _targets(emulator)[locked_key]["Id"]
+    emulator.lock_records([locked_id])
     operator = _operator(tmp_path, orphans="delete", max_orphan_fraction=0.2, bulk_threshold=bulk_threshold)
 
     result = operator.execute(context)
@@ -218,7 +235,7 @@ def test_delete_rejection_is_reported_per_record(
     assert result["orphans_deleted"] == 49
     assert result["orphans_failed"] == 1
     assert _status_total(result) == 50
-    assert locked_key in _targets(sandbox)
+    assert locked_key in _targets(emulator)
     samples = [sample for sample in result["failure_samples"] if sample["operation"] == "delete"]
     assert [sample["key"] for sample in samples] == [locked_key]
     assert "ENTITY_IS_LOCKED" in samples[0]["error"]
@@ -228,9 +245,11 @@ def test_delete_rejection_is_reported_per_record(
     assert rows[0]["salesforce_id"] == locked_id
 
 
-def test_flag_rejection_is_reported_per_record(sandbox: Sandbox, tmp_path: Path, context: dict) -> None:
-    locked_key = _orphan_keys(sandbox)[3]
-    sandbox.salesforce.lock_records([_targets(sandbox)[locked_key]["Id"]])
+def test_flag_rejection_is_reported_per_record(
+    emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict
+) -> None:
+    locked_key = _orphan_keys(seed)[3]
+    emulator.lock_records([_targets(emulator)[locked_key]["Id"]])
     operator = _operator(tmp_path, orphans="flag", orphan_flag={FLAG: True}, max_orphan_fraction=0.2)
 
     result = operator.execute(context)
@@ -238,7 +257,7 @@ def test_flag_rejection_is_reported_per_record(sandbox: Sandbox, tmp_path: Path,
     assert result["orphans_flagged"] == 49
     assert result["orphans_failed"] == 1
     assert _status_total(result) == 50
-    assert _targets(sandbox)[locked_key][FLAG] is False
+    assert _targets(emulator)[locked_key][FLAG] is False
     assert result["failure_samples"][0]["operation"] == "flag"
 
 
@@ -254,10 +273,10 @@ def test_flag_rejection_is_reported_per_record(sandbox: Sandbox, tmp_path: Path,
     ],
 )
 def test_limit_stops_run_before_any_write(
-    sandbox: Sandbox, tmp_path: Path, context: dict, action: str, limits: dict, parameter: str
+    emulator: SalesforceEmulator, tmp_path: Path, context: dict, action: str, limits: dict, parameter: str
 ) -> None:
-    before = _targets(sandbox)
-    calls = _write_calls(sandbox)
+    before = _targets(emulator)
+    calls = _write_calls(emulator)
     flag = {"orphan_flag": {FLAG: True}} if action == "flag" else {}
     operator = _operator(tmp_path, orphans=action, **flag, **limits)
 
@@ -268,34 +287,41 @@ def test_limit_stops_run_before_any_write(
     assert "50 of the 341 target records" in message
     assert f"raise {parameter}" in message
     assert "nothing was written" in message
-    assert _write_calls(sandbox) == calls
-    assert _targets(sandbox) == before
+    assert _write_calls(emulator) == calls
+    assert _targets(emulator) == before
 
 
-def test_report_never_trips_the_limit(sandbox: Sandbox, tmp_path: Path, context: dict) -> None:
+def test_report_never_trips_the_limit(
+    emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict
+) -> None:
     result = _operator(tmp_path, max_orphans=0).execute(context)
 
     assert result["orphan_action"] == "report"
     assert result["orphans_reported"] == 50
     assert _status_total(result) == 50
-    assert set(_orphan_keys(sandbox)) <= set(_targets(sandbox))
+    orphans = set(_orphan_keys(seed))
+    assert orphans <= set(_targets(emulator))
 
 
-def test_empty_source_cannot_delete_the_object(sandbox: Sandbox, tmp_path: Path, context: dict) -> None:
-    before = _targets(sandbox)
+def test_empty_source_cannot_delete_the_object(
+    emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict
+) -> None:
+    before = _targets(emulator)
     operator = _operator(tmp_path, source_sql=f"{SOURCE_SQL} WHERE FALSE", orphans="delete")
 
     with pytest.raises(OrphanLimitError, match="341 of the 341 target records"):
         operator.execute(context)
 
-    assert _targets(sandbox) == before
+    assert _targets(emulator) == before
 
 
 @pytest.mark.parametrize("action", ["flag", "delete"])
-def test_dry_run_counts_orphan_action(sandbox: Sandbox, tmp_path: Path, context: dict, action: str) -> None:
-    _flag_orphans(sandbox, _orphan_keys(sandbox)[:5])
-    before = _targets(sandbox)
-    calls = _write_calls(sandbox)
+def test_dry_run_counts_orphan_action(
+    emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict, action: str
+) -> None:
+    _flag_orphans(emulator, seed, _orphan_keys(seed)[:5])
+    before = _targets(emulator)
+    calls = _write_calls(emulator)
     flag = {"orphan_flag": {FLAG: True}} if action == "flag" else {}
     operator = _operator(tmp_path, orphans=action, dry_run=True, max_orphan_fraction=0.2, **flag)
 
@@ -305,5 +331,5 @@ def test_dry_run_counts_orphan_action(sandbox: Sandbox, tmp_path: Path, context:
     assert result["orphan_action"] == action
     assert result["orphans_to_write"] == (45 if action == "flag" else 50)
     assert result["orphans_already_flagged"] == (5 if action == "flag" else 0)
-    assert _write_calls(sandbox) == calls
-    assert _targets(sandbox) == before
+    assert _write_calls(emulator) == calls
+    assert _targets(emulator) == before

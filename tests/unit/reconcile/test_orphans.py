@@ -65,7 +65,12 @@ def test_flag_argument_rejected(flag: object, message: str) -> None:
 
 @pytest.mark.parametrize(
     ("max_orphans", "max_orphan_fraction", "parameter"),
-    [(-1, None, "max_orphans"), (True, None, "max_orphans"), (None, 1.5, "max_orphan_fraction"), (None, "0.1", "max_orphan_fraction")],
+    [
+        (-1, None, "max_orphans"),
+        (True, None, "max_orphans"),
+        (None, 1.5, "max_orphan_fraction"),
+        (None, "0.1", "max_orphan_fraction"),
+    ],
 )
 def test_limits_rejected(max_orphans: object, max_orphan_fraction: object, parameter: str) -> None:
     with pytest.raises(ValueError, match=f"^{parameter}="):
