@@ -29,6 +29,7 @@ from airflow_provider_m2m.reconcile.normalize import (
     NULL_TEXT,
     Converter,
     InvalidValue,
+    decimal_probe_column_converter,
     query_text_column_converter,
     source_column_converter,
     source_converter,
@@ -115,16 +116,20 @@ def _chunks(rows: Iterable[Any]) -> Iterator[list[Any]]:
 def _fold_key_column(keys: list[str]) -> list[str]:
     """Return the keys after `str.casefold()`, or the same list when folding changes none of them.
 
-    Case folding maps each character on its own, so one call on the joined keys shows whether any
-    key changes, and an all-folded chunk costs no call per key.
+    Case folding maps each character on its own and keeps NUL, so folding the keys joined by NUL
+    and splitting the result gives each folded key without a call per key.
 
     NOTE: Salesforce does not document which case mapping it uses. Full case folding also matches
     "STRASSE" with "straße", which the sandbox emulator's str.lower() keeps apart.
     """
     joined = SEPARATOR.join(keys)
-    if joined.casefold() == joined:
+    folded = joined.casefold()
+    if folded == joined:
         return keys
-    return list(map(str.casefold, keys))
+    folded_keys = folded.split(SEPARATOR)
+    if len(folded_keys) != len(keys):  # a key contains NUL
+        return list(map(str.casefold, keys))
+    return folded_keys
 
 
 def _values_getter(names: list[str]) -> Callable[[MappingABC[str, Any]], tuple[Any, ...]]:
@@ -168,10 +173,13 @@ class _Differ:
         self.source_key_column = source_column_converter(mapping.key)
         self.source_columns = [source_column_converter(f) for f in self.fields]
         self.query_text_columns = [query_text_column_converter(f) for f in self.fields]
+        self.probe_columns = [decimal_probe_column_converter(f) for f in self.fields]
         self.target_key_column = target_key_column_converter(mapping.key)
         self.target_converters = [target_converter(f) for f in self.fields]
         self.read_source_values = _values_getter(self.sources)
+        self.read_key_and_source_values = _values_getter([self.key_column, *self.sources])
         self.read_target_values = _values_getter(self.targets)
+        self.read_target_values_and_key = _values_getter([*self.targets, self.key_name])
 
         self.index: dict[str, str | None] = {}
         self.new_keys: set[str] = set()
@@ -201,10 +209,15 @@ class _Differ:
     def _index_chunk(self, chunk: list[MappingABC[str, Any]]) -> bool:
         """Index a chunk of all-text records with keys; return False to have it indexed row by row."""
         try:
-            keys = self.target_key_column(list(map(itemgetter(self.key_name), chunk)))
-            values = map(self.read_target_values, chunk)
-            if self.fold_keys:
-                values = map(add, values, zip(keys))  # each entry ends with the key as spelled
+            raw_keys = list(map(itemgetter(self.key_name), chunk))
+            keys = self.target_key_column(raw_keys)
+            if not self.fold_keys:
+                values = map(self.read_target_values, chunk)
+            elif keys is raw_keys:
+                # Each entry ends with the key as spelled, read in the same call as the values.
+                values = map(self.read_target_values_and_key, chunk)
+            else:
+                values = map(add, map(self.read_target_values, chunk), zip(keys))
             packed = list(map(SEPARATOR.join, values))
         except (KeyError, *_TARGET_ERRORS):
             return False
@@ -213,18 +226,22 @@ class _Differ:
         if self.fold_keys:
             keys = _fold_key_column(keys)
 
-        chunk_index = dict(zip(keys, packed))
-        if len(chunk_index) != len(keys):
-            self.repeated.update(key for key, seen in Counter(keys).items() if seen > 1)
         index = self.index
         size = len(index)
-        index.update(chunk_index)
+        index.update(zip(keys, packed))
         added = len(index) - size
-        if added != len(chunk_index):
-            # Some keys were indexed before. An update keeps an existing key in its place, so the
-            # keys added by this chunk are the last ones in insertion order, and the others repeat.
-            self.repeated.update(chunk_index.keys() - set(islice(reversed(index), added)))
+        if added != len(keys):
+            self._find_repeated(keys, added)
         return True
+
+    def _find_repeated(self, keys: list[str], added: int) -> None:
+        """Record the keys of a chunk that repeat within it or were indexed by an earlier chunk.
+
+        An update keeps an existing key in its place, so the keys that the chunk added are the last
+        `added` ones in insertion order. The chunk's other keys were indexed before it.
+        """
+        self.repeated.update(key for key, seen in Counter(keys).items() if seen > 1)
+        self.repeated.update(set(keys) - set(islice(reversed(self.index), added)))
 
     def _index_record(self, record: MappingABC[str, Any], number: int) -> None:
         try:
@@ -284,18 +301,12 @@ class _Differ:
     def _plan_chunk(self, chunk: list[MappingABC[str, Any]]) -> bool:
         """Plan a chunk whose rows all convert; return False to have it planned row by row."""
         try:
-            spellings = self.source_key_column(list(map(itemgetter(self.key_column), chunk)))
-            columns = [
-                convert(list(map(itemgetter(column), chunk)))
-                for column, convert in zip(self.sources, self.source_columns)
-            ]
+            # One call per row reads the key and every mapped column; zip turns the rows into columns.
+            key_values, *values = zip(*map(self.read_key_and_source_values, chunk))
+            spellings = self.source_key_column(key_values)
+            columns, query_texts = self._convert_columns(values)
         except (KeyError, InvalidValue):
             return False
-        # Rows are compared with the target text in the form a Bulk API 2.0 query writes it, so
-        # that an unchanged row equals it as text. Equal texts there mean equal comparable forms.
-        query_texts = [
-            column if rewrite is None else rewrite(column) for rewrite, column in zip(self.query_text_columns, columns)
-        ]
         if self.fold_keys:
             packed_rows = list(map(SEPARATOR.join, zip(*query_texts, spellings)))
             keys = _fold_key_column(spellings)
@@ -327,8 +338,47 @@ class _Differ:
                 index[key] = None
                 self.plan.unchanged += 1
             elif self._claim(key, current, spellings[position]):
-                self._add(spellings[position], [column[position] for column in columns], current)
+                try:
+                    parts = self._parts_at(position, columns, values)
+                except InvalidValue as err:
+                    self.plan.rejected.append(Rejection(spellings[position], str(err)))
+                    continue
+                self._add(spellings[position], parts, current)
         return True
+
+    def _convert_columns(
+        self, values: list[Sequence[Any]]
+    ) -> tuple[list[Sequence[str] | None], list[Sequence[str]]]:
+        """Return the comparable texts and the query texts of a chunk's columns.
+
+        Rows are compared with the target text in the form a Bulk API 2.0 query writes it, so that
+        an unchanged row equals it as text. Equal texts there mean equal comparable forms. Where a
+        probe stands in for the query text, the comparable texts are left out (None) and
+        `_parts_at` converts only the rows that need them.
+        """
+        columns: list[Sequence[str] | None] = []
+        query_texts: list[Sequence[str]] = []
+        for raw, probe, convert, rewrite in zip(
+            values, self.probe_columns, self.source_columns, self.query_text_columns
+        ):
+            texts = None if probe is None else probe(raw)
+            if texts is not None:
+                columns.append(None)
+                query_texts.append(texts)
+                continue
+            column = convert(raw)
+            columns.append(column)
+            query_texts.append(column if rewrite is None else rewrite(column))
+        return columns, query_texts
+
+    def _parts_at(
+        self, position: int, columns: list[Sequence[str] | None], values: list[Sequence[Any]]
+    ) -> list[str | None]:
+        """Return the comparable texts of one row of a chunk; raises InvalidValue for a value it rejects."""
+        return [
+            convert(raw[position]) if column is None else column[position]
+            for column, raw, convert in zip(columns, values, self.source_converters)
+        ]
 
     def _plan_row(self, row: MappingABC[str, Any], number: int) -> None:
         raw_key = row.get(self.key_column)

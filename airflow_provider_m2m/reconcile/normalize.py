@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import numbers
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -68,7 +68,8 @@ def target_converter(field: FieldMapping) -> Converter:
     return _TARGET_BUILDERS[field.type](field)
 
 
-ColumnConverter = Callable[[list[Any]], list[str]]
+ColumnConverter = Callable[[Sequence[Any]], Sequence[str]]
+ProbeConverter = Callable[[Sequence[Any]], Sequence[str] | None]
 
 
 def source_column_converter(field: FieldMapping) -> ColumnConverter:
@@ -107,6 +108,31 @@ def query_text_column_converter(field: FieldMapping) -> ColumnConverter | None:
         return [text.rstrip("0").rstrip(".") if "." in text else text for text in texts]
 
     return trim_zeros
+
+
+def decimal_probe_column_converter(field: FieldMapping) -> ProbeConverter | None:
+    """Build a cheap stand-in for the query text of a DECIMAL column, or return None for other fields.
+
+    The probe of a Decimal is `str(value)`, with no rounding. When it equals the text a Bulk API
+    2.0 query wrote, both are the same number, so their comparable forms are equal and the value
+    is valid. When it differs ("1200.50", "1E+3", more decimals than the scale), the value still
+    has to be converted to know whether it changed. The probe function returns None for a list
+    it cannot probe: other types, a null in a required field, a NaN or an infinity.
+    """
+    if field.type is not FieldType.DECIMAL or _quantum(field) is None:
+        return None
+    required = not field.nullable
+
+    def probe_column(values: Sequence[Any]) -> list[str] | None:
+        if not _types_within(values, _DECIMAL_TYPES) or (required and None in values):
+            return None
+        texts = [NULL_TEXT if value is None else str(value) for value in values]
+        joined = "\x00".join(texts)
+        if "N" in joined or "I" in joined:  # NaN, sNaN, Infinity
+            return None
+        return texts
+
+    return probe_column
 
 
 def _text_column(field: FieldMapping, convert_each: ColumnConverter) -> ColumnConverter:
