@@ -26,7 +26,7 @@ from airflow_provider_m2m.reconcile.orphans import (
     validate_orphan_limits,
 )
 from airflow_provider_m2m.reconcile.plan import Plan
-from airflow_provider_m2m.reconcile.result import DEFAULT_FAILURE_SAMPLES
+from airflow_provider_m2m.reconcile.result import DEFAULT_FAILURE_SAMPLES, ReconcileResult
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -134,18 +134,7 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
         source_rows = bigquery.iter_rows(self.source_sql)
         target_records = salesforce.bulk_query(self._target_soql())
         plan = plan_changes(source_rows, target_records, self.mapping)
-        log.info(
-            "Plan for %s: %d source rows, %d target records; %d to create, %d to update, "
-            "%d unchanged, %d only in the target (orphans=%s)",
-            self.target_object,
-            plan.read_source,
-            plan.read_target,
-            len(plan.creates),
-            len(plan.updates),
-            plan.unchanged,
-            len(plan.orphans),
-            action,
-        )
+        self._log_plan(plan, action)
         # Checked before anything is written, in a dry run too, so that it shows a run that would stop.
         check_orphan_limit(
             action,
@@ -188,12 +177,21 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
                 len(failures),
                 failures_csv,
             )
-        summary = result.as_dict()
-        summary["failure_samples"] = (summary["failure_samples"] + orphan_result.failure_samples())[
-            :DEFAULT_FAILURE_SAMPLES
-        ]
-        summary["failure_samples_omitted"] = len(failures) - len(summary["failure_samples"])
-        return {**summary, **orphan_result.as_dict(), "dry_run": False, "failures_csv": failures_csv}
+        return _summary(result, orphan_result, failures_csv)
+
+    def _log_plan(self, plan: Plan, action: str) -> None:
+        log.info(
+            "Plan for %s: %d source rows, %d target records; %d to create, %d to update, "
+            "%d unchanged, %d only in the target (orphans=%s)",
+            self.target_object,
+            plan.read_source,
+            plan.read_target,
+            len(plan.creates),
+            len(plan.updates),
+            plan.unchanged,
+            len(plan.orphans),
+            action,
+        )
 
     def _plan_orphan_work(self, salesforce: SalesforceM2MHook, plan: Plan, action: str) -> OrphanWork | None:
         """Look the orphans up by key and decide which to write; None when the action is "report"."""
@@ -247,6 +245,16 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
         path = base / context["dag"].dag_id / run_id / f"{self.task_id}-failures.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         return str(write_failures_csv(path, failures, plan))
+
+
+def _summary(result: ReconcileResult, orphan_result: OrphanResult, failures_csv: str | None) -> dict[str, Any]:
+    """Return the XCom result: upsert and orphan counts, and a sample of failures of both kinds."""
+    summary = result.as_dict()
+    failures = [*summary["failure_samples"], *orphan_result.failure_samples()]
+    omitted = summary["failure_samples_omitted"] + max(0, len(failures) - DEFAULT_FAILURE_SAMPLES)
+    summary["failure_samples"] = failures[:DEFAULT_FAILURE_SAMPLES]
+    summary["failure_samples_omitted"] = omitted
+    return {**summary, **orphan_result.as_dict(), "dry_run": False, "failures_csv": failures_csv}
 
 
 def _is_template(value: Any) -> bool:
