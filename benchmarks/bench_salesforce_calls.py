@@ -67,7 +67,7 @@ SALESFORCE_CONN_ID = "salesforce_m2m_default"
 REST_QUERY_PAGE_SIZE = 2_000
 # Calls allowed to reconcile 1,000,000 target records with 10,000 changes.
 API_CALL_BUDGET = 25
-# Each request may wait while the emulator holds its lock to process a job of 1,000,000 records.
+# A request may wait while the emulator holds its lock to select 1,000,000 records for a query.
 HTTP_TIMEOUT_SECONDS = 600.0
 
 MAPPING = Mapping(
