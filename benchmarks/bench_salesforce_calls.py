@@ -13,8 +13,9 @@ receives by route (`SalesforceEmulator.api_calls`):
 
 The target starts with N records. The source has the same records with `--updates` of them changed
 in one field, plus `--creates` new keys, so each contender plans and writes the same changes.
-Afterwards the benchmark checks that both contenders left the target in the same state, field by
-field, and that this state differs from the seed in exactly the planned keys.
+Afterwards the benchmark checks that both contenders left the target in the same state (a hash of
+each record's mapped fields, by external id) and that this state differs from the seed in exactly
+the planned keys.
 
 Status polls depend on how fast the emulator finishes a job, not on the protocol. The hook polls
 at once, then after 0.5, 1, 2 s and so on, so a job that takes longer costs more polls. They are
