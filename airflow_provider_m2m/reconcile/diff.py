@@ -353,7 +353,7 @@ class _Differ:
 
         Rows are compared with the target text in the form a Bulk API 2.0 query writes it, so that
         an unchanged row equals it as text. Equal texts there mean equal comparable forms. Where a
-        probe stands in for the query text, the comparable texts are left out (None) and
+        probe replaces the query text, the comparable texts are left out (None) and
         `_parts_at` converts only the rows that need them.
         """
         columns: list[Sequence[str] | None] = []

@@ -95,20 +95,22 @@ def plan_row_by_row(monkeypatch, source: list[dict], target: list[dict]) -> dict
 
 
 def plan_chunked(monkeypatch, source: list[dict], target: list[dict]) -> tuple[dict, list[bool]]:
-    """Plan in chunks of 8 rows, so that many chunks hold only valid values; also return whether
-    each chunk was planned by the chunk path (True) or handed to the row-by-row path."""
-    taken: list[bool] = []
+    """Plan in chunks of 8 rows, so that many chunks hold only valid values.
+
+    Also return one flag per chunk: True where the chunk path planned it, False where it went row by row.
+    """
+    chunk_path_used: list[bool] = []
     original = diff_module._Differ._plan_chunk
 
     def spy(self, chunk):
         planned = original(self, chunk)
-        taken.append(planned)
+        chunk_path_used.append(planned)
         return planned
 
     with monkeypatch.context() as patch:
         patch.setattr(diff_module, "CHUNK_ROWS", 8)
         patch.setattr(diff_module._Differ, "_plan_chunk", spy)
-        return plan_summary(plan_changes(source, target, MAPPING)), taken
+        return plan_summary(plan_changes(source, target, MAPPING)), chunk_path_used
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -118,11 +120,11 @@ def test_chunk_path_matches_row_path(monkeypatch, seed):
     source = [pair[0] for pair in pairs]
     target = [pair[1] for pair in pairs if rng.random() > 0.05]  # some keys only in the source
 
-    chunked, taken = plan_chunked(monkeypatch, source, target)
+    chunked, chunk_path_used = plan_chunked(monkeypatch, source, target)
     row_by_row = plan_row_by_row(monkeypatch, source, target)
 
-    assert taken.count(True) >= 10, "too few chunks took the chunk path to compare the two"
-    assert taken.count(False) >= 1
+    assert chunk_path_used.count(True) >= 10, "too few chunks took the chunk path to compare the two"
+    assert chunk_path_used.count(False) >= 1
     assert chunked["creates"] == row_by_row["creates"]
     assert chunked["updates"] == row_by_row["updates"]
     assert chunked["unchanged"] == row_by_row["unchanged"]
@@ -130,7 +132,7 @@ def test_chunk_path_matches_row_path(monkeypatch, seed):
     assert chunked["orphans"] == row_by_row["orphans"]
 
 
-def test_chunk_path_taken_for_valid_decimals(monkeypatch):
+def test_chunk_path_chunk_path_used_for_valid_decimals(monkeypatch):
     """Valid rows are planned by the chunk path, so the equality above compares two paths."""
     calls = []
     original = diff_module._Differ._plan_chunk
