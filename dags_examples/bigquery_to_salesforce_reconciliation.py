@@ -213,8 +213,8 @@ def bigquery_to_salesforce_reconciliation() -> None:
         failed = _failed_count(result)
         if failed > params["max_failures"]:
             raise AirflowFailException(
-                f"{failed} records, orphans included, failed or stayed unprocessed, more than "
-                f"max_failures={params['max_failures']}. "
+                f"{failed} records failed or stayed unprocessed, more than max_failures={params['max_failures']}"
+                f" ({result.get('orphans_failed', 0) + result.get('orphans_unprocessed', 0)} of them orphans). "
                 f"Each record and Salesforce's error are in {result['failures_csv']}; fix the source rows "
                 "and rerun: records already written are not written again."
             )
