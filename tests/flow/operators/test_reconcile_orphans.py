@@ -1,9 +1,10 @@
 """BigQueryToSalesforceReconcileOperator's orphan actions against the sandbox over HTTPS.
 
 The source is the sandbox's BigQuery table of 300 rows; the target starts as the seeded 291
-matching records plus 50 orphans, whose keys are numbered from 900001. Tests take the emulator and
-the seed data, never the sandbox, whose repr contains its private key: pytest prints a failing
-test's arguments.
+matching records plus 50 orphans, whose keys are numbered from 900001.
+
+Tests take the emulator and the seed data, never the sandbox. pytest prints a failing test's
+arguments, and the sandbox's repr contains its private key.
 """
 
 from __future__ import annotations

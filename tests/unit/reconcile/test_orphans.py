@@ -121,7 +121,7 @@ def test_no_limits_allow_everything() -> None:
 
 
 @pytest.mark.parametrize(
-    ("current", "wanted", "expected"),
+    ("current", "flag_value", "matches"),
     [
         ("true", True, True),
         ("TRUE", True, True),
@@ -137,8 +137,8 @@ def test_no_limits_allow_everything() -> None:
         ("missing", "Missing", False),
     ],
 )
-def test_flag_matches(current: object, wanted: object, expected: bool) -> None:
-    assert flag_matches(current, wanted) is expected
+def test_flag_matches(current: object, flag_value: object, matches: bool) -> None:
+    assert flag_matches(current, flag_value) is matches
 
 
 def test_flag_records_null_value() -> None:
