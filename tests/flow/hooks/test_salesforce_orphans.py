@@ -161,3 +161,20 @@ def test_delete_failed_bulk_job_is_unprocessed(emulator: SalesforceEmulator) -> 
 
     assert Counter(outcome.status for outcome in outcomes) == Counter({"deleted": 10, "unprocessed": 20})
     assert len(_stored_keys(emulator, "DFJ")) == 20
+
+
+def test_flag_after_delete_counts_failed(emulator: SalesforceEmulator) -> None:
+    ids = _insert(emulator, "FAD", 3)
+    keys = list(ids)
+    hook = SalesforceM2MHook()
+    work = plan_orphan_work("flag", keys, hook.lookup_records(OBJECT, KEY, keys, [FLAG]), KEY, {FLAG: True})
+    # Someone deletes one record between the lookup and the flag upsert.
+    hook.delete_records(OBJECT, [ids["FAD-000001"]])
+
+    outcomes = hook.upsert_records(OBJECT, KEY, flag_records(work, KEY, {FLAG: True}))
+    result = account_orphans(work, outcomes)
+
+    result.check_totals()
+    assert result.counts["flagged"] == 2
+    assert result.counts["failed"] == 1
+    assert [(failure.key, failure.operation) for failure in result.failures] == [("FAD-000001", "flag")]
