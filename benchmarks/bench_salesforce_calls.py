@@ -499,15 +499,16 @@ def check(measurement: Measurement) -> list[str]:
 def estimate_polls(job_seconds: float) -> int:
     """Estimate the status polls the hook sends for a job that runs `job_seconds`, request time ignored.
 
-    `SalesforceM2MHook` polls at once, then waits 0.5 s and doubles the wait up to 10 s, so a
-    job of 60 s costs 11 polls. This is a model of the hook's schedule, not a measurement.
+    `SalesforceM2MHook` waits 1 s before its first poll and doubles the wait up to 30 s, so a job of
+    60 s costs 6 polls. This is a model of the hook's schedule, not a measurement.
     """
-    polls, elapsed, interval = 1, 0.0, POLL_FIRST_INTERVAL_SECONDS
-    while elapsed < job_seconds:
+    polls, elapsed, interval = 0, 0.0, POLL_FIRST_INTERVAL_SECONDS
+    while True:
         elapsed += interval
         polls += 1
+        if elapsed >= job_seconds:
+            return polls
         interval = min(interval * 2, POLL_MAX_INTERVAL_SECONDS)
-    return polls
 
 
 def print_report(measurement: Measurement, *, query_page_size: int, rest_page_size: int) -> None:

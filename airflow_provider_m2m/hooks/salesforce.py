@@ -73,9 +73,11 @@ MAX_BULK_UPLOAD_BYTES = 100_000_000
 # is parsed in memory, so 100,000 rows of a typical object stay under about 100 MB. At this size
 # a 1,000,000-record object is read in 10 result requests.
 BULK_QUERY_PAGE_SIZE = 100_000
-# Bulk job polling starts fast for small jobs and backs off to this interval for long ones.
-POLL_FIRST_INTERVAL_SECONDS = 0.5
-POLL_MAX_INTERVAL_SECONDS = 10.0
+# Bulk job status polls wait 1 s, then twice as long each time up to 30 s. Every poll counts
+# against the org's daily API request allocation, so a job of one minute costs 6 polls and one of
+# five minutes 13.
+POLL_FIRST_INTERVAL_SECONDS = 1.0
+POLL_MAX_INTERVAL_SECONDS = 30.0
 DEFAULT_BULK_JOB_TIMEOUT_SECONDS = 3600.0
 
 # Bulk API 2.0 CSV: an empty cell leaves the field unchanged, "#N/A" sets it to null.
@@ -471,6 +473,21 @@ def _bulk_error_code(error: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _result_kinds(job: Mapping[str, Any], uploaded: int) -> list[str]:
+    """Return the result lists of a finished ingest job that can hold records.
+
+    The job's counts show when the failed and the unprocessed lists are empty: no failed records,
+    and a complete job that processed every uploaded record. Reading an empty list would cost an
+    API request for nothing. A count that is missing or different reads the list.
+    """
+    kinds = ["successfulResults"]
+    if job.get("numberRecordsFailed") != 0:
+        kinds.append("failedResults")
+    if job.get("state") != "JobComplete" or job.get("numberRecordsProcessed") != uploaded:
+        kinds.append("unprocessedrecords")
+    return kinds
+
+
 def _first_error_code(errors: Any) -> str | None:
     if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
         return errors[0].get("statusCode") or errors[0].get("errorCode")
@@ -665,6 +682,8 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         deadline = time.monotonic() + self.bulk_job_timeout_seconds
         interval = POLL_FIRST_INTERVAL_SECONDS
         while True:
+            # The first poll waits too: a job is rarely done as soon as it is created or closed.
+            time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
             job = self._request("GET", f"jobs/{kind}/{job_id}").json()
             state = job.get("state")
             if state == "JobComplete":
@@ -677,15 +696,14 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
                     f"Connection {self.salesforce_m2m_conn_id!r}: Bulk API 2.0 {kind} job {job_id} "
                     f"ended {state}: {job.get('errorMessage') or 'no error message'}"
                 )
-            if time.monotonic() + interval > deadline:
+            if time.monotonic() >= deadline:
                 raise SalesforceApiError(
                     f"Connection {self.salesforce_m2m_conn_id!r}: Bulk API 2.0 {kind} job {job_id} is still "
                     f"{state} after {self.bulk_job_timeout_seconds:.0f} s; raise bulk_job_timeout_seconds "
                     "or check the job in Setup > Bulk Data Load Jobs"
                 )
-            log.debug("Bulk API 2.0 %s job %s is %s; next poll in %.1f s", kind, job_id, state, interval)
-            time.sleep(interval)
             interval = min(interval * 2, POLL_MAX_INTERVAL_SECONDS)
+            log.debug("Bulk API 2.0 %s job %s is %s; next poll in %.1f s", kind, job_id, state, interval)
 
     # Lookup by key
 
@@ -964,7 +982,7 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             return queue.popleft() if queue else None
 
         unmatched = 0
-        for kind in ("successfulResults", "failedResults", "unprocessedrecords"):
+        for kind in _result_kinds(job, len(chunk)):
             response = self._request("GET", f"jobs/ingest/{job_id}/{kind}")
             response.encoding = "utf-8"
             for row in _csv_rows(response.text):

@@ -274,7 +274,7 @@ def test_bulk_upsert_polls_a_slow_job(sandbox: Sandbox) -> None:
         sandbox.salesforce.set_processing_delay(0)
 
     assert _statuses(outcomes) == Counter({"created": 12})
-    # Polls at 0.5 s, then 1 s later: at least two status reads before the job completes.
+    # Polls after 1 s, then 2 s later: at least two status reads before the job completes.
     assert sandbox.salesforce.api_calls["bulk_ingest_status"] - status_calls >= 2
 
 
