@@ -168,8 +168,15 @@ def render_field(field: FieldMapping, column_type: str, column: str) -> Renderin
     if kind is FieldType.DATE and column_type == "DATE":
         return Rendering(f"IFNULL(FORMAT_DATE('%Y-%m-%d', {column}), '')", _date_values)
     if kind is FieldType.DATETIME and column_type == "TIMESTAMP":
+        # normalize.py truncates to the earlier second, also before 1970. Whether FORMAT_TIMESTAMP
+        # does the same for a fraction of a second before 1970 was not checked on BigQuery, so
+        # such a value renders as NULL, which equals nothing.
         return Rendering(
-            f"IFNULL(FORMAT_TIMESTAMP('%Y-%m-%dT%H:%M:%S.000Z', {column}, 'UTC'), '')", _timestamp_values
+            f"CASE WHEN {column} IS NULL THEN '' "
+            f"WHEN {column} < TIMESTAMP '1970-01-01 00:00:00+00' "
+            f"AND TIMESTAMP_TRUNC({column}, SECOND) != {column} THEN NULL "
+            f"ELSE FORMAT_TIMESTAMP('%Y-%m-%dT%H:%M:%S.000Z', {column}, 'UTC') END",
+            _timestamp_values,
         )
     # DOUBLE and FLOAT64 are left out: equal text proves equal floats only if both sides parse
     # decimal text with the same rounding, which was not checked on BigQuery.
@@ -206,7 +213,9 @@ def quote_table(table: str) -> str:
 class _ProvableCheck:
     """Decide, from a staged target record's text alone, whether equal source text proves it unchanged."""
 
-    def __init__(self, mapping: Mapping, key_rendering: Rendering, renderings: list[Rendering] | None) -> None:
+    def __init__(
+        self, mapping: Mapping, key_rendering: Rendering | None, renderings: list[Rendering] | None
+    ) -> None:
         self.mapping = mapping
         self.key_rendering = key_rendering
         self.renderings = renderings
@@ -222,13 +231,15 @@ class _ProvableCheck:
 
     def note_key(self, converted_key: str) -> None:
         """Record a non-ASCII key whose comparable form is ASCII, to exclude that form from the proof."""
-        if not converted_key.isascii():
+        if not converted_key.isascii() and len(self.excluded_keys) <= MAX_EXCLUDED_KEYS:
             comparable = self.comparable_key(converted_key)
             if comparable.isascii():
                 self.excluded_keys.add(comparable)
 
     def provable(self, key_text: Any, texts: tuple[Any, ...]) -> bool:
-        if self.renderings is None or not isinstance(key_text, str) or not key_text.isascii():
+        if self.key_rendering is None or self.renderings is None:
+            return False
+        if not isinstance(key_text, str) or not key_text.isascii():
             return False
         try:
             key_values = self.key_rendering.values(key_text)
@@ -325,16 +336,17 @@ def plan_changes_in_warehouse(
     quote_table(staging_table)  # validates the name before anything is created
     created: list[str] = []
     try:
-        schema = _snapshot_source(bigquery, client, source_sql, snapshot_table, created)
+        schema, source_count = _snapshot_source(bigquery, client, source_sql, snapshot_table, created)
         key_rendering, renderings = _renderings(mapping, schema)
         check = _ProvableCheck(mapping, key_rendering, renderings)
-        _stage_target(client, bq, target_records, mapping, check, staging_table, created)
-        _raise_for_duplicates(bigquery, mapping, key_rendering, snapshot_table, staging_table)
-        excluded = _excluded_keys(bigquery, mapping, check, snapshot_table)
-        prove = renderings is not None and excluded is not None
-        if not prove:
-            renderings = None
-        query = _ProofQuery(mapping, key_rendering, renderings, snapshot_table, staging_table, excluded or [])
+        target_count = _stage_target(client, bq, target_records, mapping, check, staging_table, created)
+
+        query = _ProofQuery(mapping, snapshot_table, staging_table)
+        if key_rendering is not None:
+            _raise_for_duplicates(bigquery, mapping, key_rendering, snapshot_table, staging_table)
+            excluded = _excluded_keys(bigquery, mapping, check, snapshot_table)
+            if renderings is not None and excluded is not None:
+                query.prove(key_rendering, renderings, excluded)
         proven = _count_proven(bigquery, query)
         log.info("BigQuery proved %d source rows unchanged; the rest is planned in Python", proven)
 
@@ -342,21 +354,37 @@ def plan_changes_in_warehouse(
         target_rows = _target_records(bigquery.iter_rows(query.target_remainder(), parameters=query.parameters), mapping)
         plan = plan_changes(source_rows, target_rows, mapping, include_orphans=include_orphans)
     finally:
-        for table in reversed(created):
-            client.delete_table(table, not_found_ok=True)
+        _drop_tables(client, created)
 
     plan.read_source += proven
     plan.read_target += proven
     plan.unchanged += proven
+    if (plan.read_source, plan.read_target) != (source_count, target_count):
+        # Unreachable unless the proof or the reads back are wrong. A silent loss is worse than a stop.
+        raise AssertionError(
+            f"the plan read {plan.read_source} source rows and {plan.read_target} target records, "
+            f"but {source_count} and {target_count} were staged"
+        )
     return WarehousePlan(plan=plan, proven_unchanged=proven)
+
+
+def _drop_tables(client: Any, tables: list[str]) -> None:
+    from google.api_core.exceptions import GoogleAPIError
+
+    for table in reversed(tables):
+        try:
+            client.delete_table(table, not_found_ok=True)
+        except GoogleAPIError as err:
+            # Logged, not raised, so that it does not hide the run's own error. The table expires.
+            log.warning("Could not drop staging table %s, which expires within a day: %s", table, err)
 
 
 def _snapshot_source(
     bigquery: BigQueryRunner, client: Any, source_sql: str, snapshot_table: str, created: list[str]
-) -> dict[str, str]:
+) -> tuple[dict[str, str], int]:
     """Run the source query once into a table, so that every later query reads the same rows.
 
-    Returns the column types by name.
+    Returns the column types by name, and the row count.
     """
     body = source_sql.strip().rstrip(";")
     sql = (
@@ -368,20 +396,29 @@ def _snapshot_source(
         pass
     created.append(snapshot_table)  # only now, so that a table another run created is never dropped
     table = client.get_table(snapshot_table)
-    return {field.name: str(field.field_type).upper() for field in table.schema}
+    return {field.name: str(field.field_type).upper() for field in table.schema}, int(table.num_rows or 0)
 
 
-def _renderings(mapping: Mapping, schema: dict[str, str]) -> tuple[Rendering, list[Rendering] | None]:
-    """Return the key's rendering and the fields' renderings, or None for the fields when any
-    field cannot be rendered, in which case nothing is proven."""
+def _renderings(
+    mapping: Mapping, schema: dict[str, str]
+) -> tuple[Rendering | None, list[Rendering] | None]:
+    """Return the key's rendering and the fields' renderings.
+
+    Where the key or any field has no rendering, nothing is proven, and its part is None.
+    """
     key = mapping.key
     key_type = schema.get(key.source)
     key_rendering = None if key_type is None else render_key(key, key_type, f"s.{quote_identifier(key.source)}")
     if key_rendering is None:
-        raise ValueError(
-            f"source column {key.source!r} for external id {key.target} is missing or has type {key_type}; "
-            "the warehouse path needs a STRING column for a text key or INT64 for an integer key"
+        log.warning(
+            "No SQL rendering for the key column %s (%s) of %s (%s), so BigQuery proves no row unchanged "
+            "and every row is planned in Python",
+            key.source,
+            key_type or "missing",
+            key.target,
+            key.type.name,
         )
+        return None, None
     renderings: list[Rendering] = []
     unproven: list[str] = []
     for field in mapping.fields:
@@ -410,8 +447,11 @@ def _stage_target(
     check: _ProvableCheck,
     staging_table: str,
     created: list[str],
-) -> None:
-    """Load the target records into a new staging table with a load job of newline-delimited JSON."""
+) -> int:
+    """Load the target records into a new staging table with a load job of newline-delimited JSON.
+
+    Returns the number of records loaded.
+    """
     schema = [bq.SchemaField(_staged_name(position), "STRING") for position in range(len(mapping.target_fields()))]
     schema += [bq.SchemaField(FOLDED_KEY_COLUMN, "STRING"), bq.SchemaField(PROVABLE_COLUMN, "BOOL")]
     table = bq.Table(staging_table, schema=schema)
@@ -431,6 +471,7 @@ def _stage_target(
         job = client.load_table_from_file(handle, staging_table, job_config=config, rewind=True)
         job.result()
     log.info("Staged %d target records in %s", count, staging_table)
+    return count
 
 
 def _raise_for_duplicates(
@@ -499,43 +540,41 @@ def _excluded_keys(
 
 
 class _ProofQuery:
-    """The SQL that finds the proven pairs, and reads back everything else."""
+    """The SQL that counts the proven pairs and reads back everything else; without `prove`, it proves nothing."""
 
-    def __init__(
-        self,
-        mapping: Mapping,
-        key_rendering: Rendering,
-        renderings: list[Rendering] | None,
-        snapshot_table: str,
-        staging_table: str,
-        excluded_keys: list[str],
-    ) -> None:
+    def __init__(self, mapping: Mapping, snapshot_table: str, staging_table: str) -> None:
         self.mapping = mapping
-        self.key_sql = key_rendering.sql
         self.snapshot = quote_table(snapshot_table)
         self.staging = quote_table(staging_table)
-        conditions = [f"t.{PROVABLE_COLUMN}"]
-        if renderings is None:
-            conditions = ["FALSE"]
-        else:
-            for position, rendering in enumerate(renderings, start=1):
-                conditions.append(f"{rendering.sql} = t.{_staged_name(position)}")
+        self.key_sql: str | None = None
+        self.proven: str | None = None
         self.parameters: dict[str, Any] | None = None
+
+    def prove(self, key_rendering: Rendering, renderings: list[Rendering], excluded_keys: list[str]) -> None:
+        key_column = f"t.{_staged_name(0)}"
+        conditions = [f"t.{PROVABLE_COLUMN}"]
+        for position, rendering in enumerate(renderings, start=1):
+            conditions.append(f"{rendering.sql} = t.{_staged_name(position)}")
         if excluded_keys:
-            fold = mapping.key.type.is_text and not mapping.key_case_sensitive
-            key = f"LOWER(t.{_staged_name(0)})" if fold else f"t.{_staged_name(0)}"
-            conditions.append(f"{key} NOT IN UNNEST(@excluded_keys)")
+            fold = self.mapping.key.type.is_text and not self.mapping.key_case_sensitive
+            compared = f"LOWER({key_column})" if fold else key_column
+            conditions.append(f"{compared} NOT IN UNNEST(@excluded_keys)")
             self.parameters = {"excluded_keys": excluded_keys}
+        self.key_sql = key_rendering.sql
         self.proven = (
-            f"proven AS (SELECT t.{_staged_name(0)} AS k FROM {self.snapshot} AS s "
-            f"JOIN {self.staging} AS t ON {self.key_sql} = t.{_staged_name(0)} "
+            f"proven AS (SELECT {key_column} AS k FROM {self.snapshot} AS s "
+            f"JOIN {self.staging} AS t ON {self.key_sql} = {key_column} "
             f"WHERE {' AND '.join(conditions)})"
         )
 
-    def count(self) -> str:
+    def count(self) -> str | None:
+        if self.proven is None:
+            return None
         return f"WITH {self.proven} SELECT COUNT(*) AS proven FROM proven"
 
     def source_remainder(self) -> str:
+        if self.proven is None:
+            return f"SELECT s.* FROM {self.snapshot} AS s"
         return (
             f"WITH {self.proven} SELECT s.* FROM {self.snapshot} AS s "
             f"LEFT JOIN proven AS p ON {self.key_sql} = p.k WHERE p.k IS NULL"
@@ -543,6 +582,8 @@ class _ProofQuery:
 
     def target_remainder(self) -> str:
         columns = ", ".join(f"t.{_staged_name(position)}" for position in range(len(self.mapping.target_fields())))
+        if self.proven is None:
+            return f"SELECT {columns} FROM {self.staging} AS t"
         return (
             f"WITH {self.proven} SELECT {columns} FROM {self.staging} AS t "
             f"LEFT JOIN proven AS p ON t.{_staged_name(0)} = p.k WHERE p.k IS NULL"
@@ -550,7 +591,10 @@ class _ProofQuery:
 
 
 def _count_proven(bigquery: BigQueryRunner, query: _ProofQuery) -> int:
-    rows = list(bigquery.iter_rows(query.count(), parameters=query.parameters))
+    sql = query.count()
+    if sql is None:
+        return 0
+    rows = list(bigquery.iter_rows(sql, parameters=query.parameters))
     return int(rows[0]["proven"])
 
 

@@ -64,6 +64,7 @@ REQUIRED_NULL_ROW = 50  # name is NULL, which the required Name field rejects
 TOO_LONG_ROW = 51  # name longer than 80 characters
 KEY_CASE_ROW = 52  # the target spells the key in lower case
 NON_ASCII_ROW = 53  # a key outside ASCII, equal on both sides
+BEFORE_1970_ROW = 54  # half a second before 1970, which Python truncates to 23:59:59
 ASCII_FOLD_KEY = "SKU-1"  # the key of the last row, which "ſku-1" (long s) folds to
 
 
@@ -98,6 +99,7 @@ def _source_rows() -> list[dict[str, Any]]:
         )
     rows[REQUIRED_NULL_ROW]["name"] = None
     rows[TOO_LONG_ROW]["name"] = "x" * 81
+    rows[BEFORE_1970_ROW]["last_seen_at"] = dt.datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=dt.UTC)
     return rows
 
 
@@ -188,9 +190,10 @@ def test_warehouse_plan_equals_python_plan(hook: BigQueryM2MHook) -> None:
     assert [rejection.key for rejection in expected.rejected] == [_key(REQUIRED_NULL_ROW), _key(TOO_LONG_ROW)]
     assert len(expected.orphans) == ORPHANS
     # SQL proved most unchanged rows. Python planned the rest: about one revenue in eight has a
-    # third decimal, so its text differs from the target's rounded value, and the key spelled in
-    # another case and the non-ASCII key never match as text.
-    assert result.proven_unchanged <= expected.unchanged - 2
+    # third decimal, so its text differs from the target's rounded value. The key spelled in
+    # another case and the non-ASCII key never match as text, and the fraction of a second
+    # before 1970 renders as NULL.
+    assert result.proven_unchanged <= expected.unchanged - 3
     assert result.proven_unchanged >= 0.8 * expected.unchanged
 
 
@@ -247,3 +250,23 @@ def test_target_duplicate_key_stops_run(hook: BigQueryM2MHook) -> None:
 
     assert raised.value.side == "target"
     assert [key.casefold() for key in raised.value.keys] == [targets[100]["External_Id__c"].casefold()]
+
+
+def test_field_without_rendering_proves_nothing(hook: BigQueryM2MHook) -> None:
+    # No SQL rendering is argued for a DOUBLE field, so every row goes to plan_changes.
+    fields = [
+        FieldMapping(field.source, field.target, FieldType.DOUBLE) if field.target == "Employees__c" else field
+        for field in MAPPING.fields
+    ]
+    mapping = Mapping(key=MAPPING.key, fields=fields)
+    targets = _target_records(_source_rows())
+    expected = plan_changes(hook.iter_rows(SOURCE_SQL), targets, mapping)
+
+    result = plan_changes_in_warehouse(hook, SOURCE_SQL, iter(targets), mapping, _staging_table("stage_double"))
+
+    assert result.proven_unchanged == 0
+    assert result.plan.creates == expected.creates
+    assert result.plan.updates == expected.updates
+    assert result.plan.rejected == expected.rejected
+    assert result.plan.orphans == expected.orphans
+    assert result.plan.counts() == expected.counts()
