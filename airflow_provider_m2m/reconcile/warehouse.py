@@ -16,7 +16,7 @@ validity rule of normalize.py (NaN, required fields, NUL, field length) is writt
 
 Keys: a provable key is ASCII text or an INT64 number, so NFC changes nothing and LOWER equals
 `str.casefold()`. Non-ASCII keys are never proven. Where NFC or case folding maps one to an ASCII
-key, that key is excluded from the proof too, so `plan_changes` sees both spellings.
+key, that key is excluded from the proof too, so `plan_changes` receives both spellings.
 """
 
 from __future__ import annotations
@@ -324,7 +324,8 @@ def plan_changes_in_warehouse(
     `source_sql` is a GoogleSQL query, run once as a subquery into the snapshot table
     `<staging_table>_source`. `target_records` are Bulk API 2.0 query records (field name to
     text), loaded into `staging_table`. Both tables get a one-day expiration and are dropped
-    before returning. `staging_table` is `project.dataset.table` and must not exist yet.
+    before returning. `staging_table` is `project.dataset.table`, must not exist yet, and must be
+    in a dataset in the same location as the tables the source query reads.
 
     Raises DuplicateKeyError or TargetRecordError where `plan_changes` would. The plan's counts
     include the proven pairs in `read_source`, `read_target` and `unchanged`.
@@ -386,17 +387,19 @@ def _snapshot_source(
 
     Returns the column types by name, and the row count.
     """
-    body = source_sql.strip().rstrip(";")
+    body = source_sql.strip().rstrip(";")  # a semicolon inside the subquery is a syntax error
+    seconds = int(STAGING_EXPIRATION.total_seconds())
     sql = (
         f"CREATE TABLE {quote_table(snapshot_table)} "
-        f"OPTIONS(expiration_timestamp = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL 1 DAY)) "
+        f"OPTIONS(expiration_timestamp = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL {seconds} SECOND)) "
         f"AS SELECT * FROM (\n{body}\n)"
     )
     for _ in bigquery.iter_rows(sql):
         pass
     created.append(snapshot_table)  # only now, so that a table another run created is never dropped
     table = client.get_table(snapshot_table)
-    return {field.name: str(field.field_type).upper() for field in table.schema}, int(table.num_rows or 0)
+    rows = list(bigquery.iter_rows(f"SELECT COUNT(*) AS row_count FROM {quote_table(snapshot_table)}"))
+    return {field.name: str(field.field_type).upper() for field in table.schema}, int(rows[0]["row_count"])
 
 
 def _renderings(

@@ -16,7 +16,7 @@ from google.api_core.exceptions import NotFound
 from airflow_provider_m2m.hooks.bigquery import BigQueryM2MHook
 from airflow_provider_m2m.reconcile.diff import plan_changes
 from airflow_provider_m2m.reconcile.mapping import FieldMapping, FieldType, Mapping
-from airflow_provider_m2m.reconcile.plan import DuplicateKeyError
+from airflow_provider_m2m.reconcile.plan import DuplicateKeyError, TargetRecordError
 from airflow_provider_m2m.reconcile.warehouse import SOURCE_SNAPSHOT_SUFFIX, plan_changes_in_warehouse
 from airflow_provider_m2m.sandbox import Sandbox, start_sandbox
 from airflow_provider_m2m.sandbox.bigquery import load_table
@@ -270,3 +270,43 @@ def test_field_without_rendering_proves_nothing(hook: BigQueryM2MHook) -> None:
     assert result.plan.rejected == expected.rejected
     assert result.plan.orphans == expected.orphans
     assert result.plan.counts() == expected.counts()
+
+
+def test_integer_key_plan_equals_python_plan(hook: BigQueryM2MHook) -> None:
+    source_sql = (
+        "SELECT CAST(SUBSTR(account_id, 5) AS INT64) AS account_number, * EXCEPT (account_id) "
+        f"FROM `{PROJECT}.{DATASET}.{TABLE}` WHERE REGEXP_CONTAINS(account_id, r'^ACC-[0-9]+$')"
+    )
+    mapping = Mapping(
+        key=FieldMapping("account_number", "Account_Number__c", FieldType.INTEGER), fields=MAPPING.fields
+    )
+    targets = []
+    for record in _target_records(_source_rows()):
+        key = record.pop("External_Id__c")
+        if key.upper().startswith("ACC-") and key[4:].isdigit():
+            targets.append({"Account_Number__c": str(int(key[4:])), **record})
+    expected = plan_changes(hook.iter_rows(source_sql), targets, mapping)
+
+    result = plan_changes_in_warehouse(hook, source_sql, iter(targets), mapping, _staging_table("stage_integer"))
+
+    assert result.plan.creates == expected.creates
+    assert result.plan.updates == expected.updates
+    assert result.plan.rejected == expected.rejected
+    assert result.plan.orphans == expected.orphans
+    assert result.plan.counts() == expected.counts()
+    assert result.proven_unchanged >= 0.8 * expected.unchanged
+
+
+def test_target_record_without_field_stops_run(hook: BigQueryM2MHook) -> None:
+    targets = _target_records(_source_rows())
+    del targets[5]["Revenue__c"]
+    table = _staging_table("stage_missing_field")
+
+    with pytest.raises(TargetRecordError) as raised:
+        plan_changes_in_warehouse(hook, SOURCE_SQL, iter(targets), MAPPING, table)
+
+    assert "target record 6 has no field Revenue__c" in str(raised.value)
+    client = hook.get_client()
+    for name in (table, table + SOURCE_SNAPSHOT_SUFFIX):
+        with pytest.raises(NotFound):
+            client.get_table(name)
