@@ -235,7 +235,7 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
             "Orphans of %s (%s): %s",
             self.target_object,
             work.action,
-            ", ".join(f"{count} {status}" for status, count in result.counts.items() if count),
+            ", ".join(f"{count} {status}" for status, count in result.counts.items() if count) or "none",
         )
         return result
 
