@@ -75,7 +75,7 @@ MAX_BULK_UPLOAD_BYTES = 100_000_000
 BULK_QUERY_PAGE_SIZE = 100_000
 # Bulk job status polls wait 1 s, then twice as long each time up to 30 s. Every poll counts
 # against the org's daily API request allocation, so a job of one minute costs 6 polls and one of
-# five minutes 13.
+# five minutes 14.
 POLL_FIRST_INTERVAL_SECONDS = 1.0
 POLL_MAX_INTERVAL_SECONDS = 30.0
 DEFAULT_BULK_JOB_TIMEOUT_SECONDS = 3600.0
