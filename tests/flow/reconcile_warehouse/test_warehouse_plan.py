@@ -168,7 +168,7 @@ def _staging_table(name: str) -> str:
     return f"{PROJECT}.{DATASET}.{name}"
 
 
-def test_warehouse_plan_equals_python_plan(hook: BigQueryM2MHook) -> None:
+def test_plan_matches_python_plan(hook: BigQueryM2MHook) -> None:
     rows = _source_rows()
     targets = _target_records(rows)
     expected = plan_changes(hook.iter_rows(SOURCE_SQL), targets, MAPPING)
@@ -272,7 +272,7 @@ def test_field_without_rendering_proves_nothing(hook: BigQueryM2MHook) -> None:
     assert result.plan.counts() == expected.counts()
 
 
-def test_integer_key_plan_equals_python_plan(hook: BigQueryM2MHook) -> None:
+def test_integer_key_plan_matches_python(hook: BigQueryM2MHook) -> None:
     source_sql = (
         "SELECT CAST(SUBSTR(account_id, 5) AS INT64) AS account_number, * EXCEPT (account_id) "
         f"FROM `{PROJECT}.{DATASET}.{TABLE}` WHERE REGEXP_CONTAINS(account_id, r'^ACC-[0-9]+$')"

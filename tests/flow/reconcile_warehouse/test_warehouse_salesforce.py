@@ -1,5 +1,5 @@
 """plan_changes_in_warehouse on the sandbox's demo data: the target records come from the
-Salesforce emulator through a real Bulk API 2.0 query, so the staged text is what the CSV holds."""
+Salesforce emulator through a real Bulk API 2.0 query, so the staged text is the text that the CSV contains."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         os.environ.update(saved)
 
 
-def test_bulk_query_target_plan_equals_python_plan(sandbox: Sandbox) -> None:
+def test_bulk_query_plan_matches_python(sandbox: Sandbox) -> None:
     bigquery = BigQueryM2MHook()
     salesforce = SalesforceM2MHook()
     expected = plan_changes(bigquery.iter_rows(SOURCE_SQL), salesforce.bulk_query(TARGET_SOQL), MAPPING)
