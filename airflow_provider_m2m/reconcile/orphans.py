@@ -15,6 +15,7 @@ Deleted records go to the org's Recycle Bin, where Salesforce keeps them restora
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -65,6 +66,11 @@ def validate_orphan_flag(flag: Any, key_field: str) -> dict[str, FlagValue]:
             raise ValueError(
                 f"orphan_flag[{name!r}] is a {type(value).__name__}; expected a bool, number, text or None"
             )
+        # Salesforce number fields cannot store NaN or infinity, and JSON has no literal for them.
+        if (isinstance(value, float) and not math.isfinite(value)) or (
+            isinstance(value, Decimal) and not value.is_finite()
+        ):
+            raise ValueError(f"orphan_flag[{name!r}] is {value!r}; expected a finite number")
     return dict(flag)
 
 

@@ -56,6 +56,10 @@ def test_action_rejects_others(value: object) -> None:
         pytest.param({KEY: True}, f"cannot set {KEY}", id="key-field"),
         pytest.param({"id": True}, "cannot set id", id="id-field"),
         pytest.param({FLAG: [1]}, "is a list", id="list-value"),
+        pytest.param({FLAG: float("nan")}, "expected a finite number", id="nan-value"),
+        pytest.param({FLAG: float("-inf")}, "expected a finite number", id="infinite-value"),
+        pytest.param({FLAG: Decimal("NaN")}, "expected a finite number", id="decimal-nan-value"),
+        pytest.param({FLAG: Decimal("sNaN")}, "expected a finite number", id="decimal-snan-value"),
     ],
 )
 def test_flag_argument_rejected(flag: object, message: str) -> None:
