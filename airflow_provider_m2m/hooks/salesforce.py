@@ -623,12 +623,25 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         """Run a SOQL query through the REST API and return every record of every page.
 
         `batch_size` (200 to 2000) sets the records per page with the `Sforce-Query-Options`
-        header; Salesforce may return smaller pages.
+        header; Salesforce may return smaller pages. Raises SalesforceApiError when Salesforce
+        rejects the query, for example for a field that does not exist.
         """
+        from simple_salesforce.exceptions import SalesforceError
+
         options: dict[str, Any] = {}
         if batch_size is not None:
             options["headers"] = {"Sforce-Query-Options": f"batchSize={batch_size}"}
-        records = [_strip_attributes(record) for record in self.get_conn().query_all_iter(soql, **options)]
+        try:
+            records = [_strip_attributes(record) for record in self.get_conn().query_all_iter(soql, **options)]
+        except SalesforceError as err:
+            # simple-salesforce's own message contains the whole request URL, so the statement too,
+            # which for an orphan lookup lists thousands of keys.
+            raise SalesforceApiError(
+                f"Connection {self.salesforce_m2m_conn_id!r}: SOQL query returned HTTP {err.status}: "
+                f"{_error_text(err.content)[:300]}",
+                status_code=err.status,
+                error_codes=_error_codes(err.content),
+            ) from err
         log.info("SOQL query on connection %r returned %d records", self.salesforce_m2m_conn_id, len(records))
         return records
 

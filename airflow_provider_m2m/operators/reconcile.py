@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_m2m.hooks.bigquery import BigQueryM2MHook
-from airflow_provider_m2m.hooks.salesforce import SalesforceM2MHook
+from airflow_provider_m2m.hooks.salesforce import SalesforceApiError, SalesforceM2MHook
 from airflow_provider_m2m.reconcile import Mapping, account, plan_changes, write_failures_csv
 from airflow_provider_m2m.reconcile.orphans import (
     DEFAULT_MAX_ORPHAN_FRACTION,
@@ -199,9 +199,19 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
             return None if action == "report" else OrphanWork(action=action, keys=[])
         key_field = self.mapping.key.target
         flag = (self.orphan_flag or {}) if action == "flag" else {}
-        rows = salesforce.lookup_records(
-            self.target_object, key_field, plan.orphans, list(flag), bulk_threshold=self.bulk_threshold
-        )
+        try:
+            rows = salesforce.lookup_records(
+                self.target_object, key_field, plan.orphans, list(flag), bulk_threshold=self.bulk_threshold
+            )
+        except SalesforceApiError as err:
+            if not flag:
+                raise
+            raise SalesforceApiError(
+                f"{err}. The orphan lookup reads the orphan_flag fields {', '.join(flag)}: check that each "
+                f"one exists on {self.target_object} and that the integration user can read it",
+                status_code=err.status_code,
+                error_codes=err.error_codes,
+            ) from err
         work = plan_orphan_work(action, plan.orphans, rows, key_field, flag)
         log.info(
             "Orphans of %s to %s: %d, already flagged %d, gone since the target was read %d, ambiguous %d",

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_m2m.hooks.salesforce import SalesforceApiError
 from airflow_provider_m2m.operators.reconcile import BigQueryToSalesforceReconcileOperator
 from airflow_provider_m2m.reconcile import FieldMapping, FieldType, Mapping, OrphanLimitError
 from airflow_provider_m2m.reconcile.orphans import ORPHAN_STATUSES
@@ -260,6 +261,31 @@ def test_flag_rejection_is_reported_per_record(
     assert _status_total(result) == 50
     assert _targets(emulator)[locked_key][FLAG] is False
     assert result["failure_samples"][0]["operation"] == "flag"
+
+
+@pytest.mark.parametrize("bulk_threshold", [200, 10], ids=["rest-lookup", "bulk-lookup"])
+def test_unknown_flag_field_names_parameter(
+    emulator: SalesforceEmulator, tmp_path: Path, context: dict, bulk_threshold: int
+) -> None:
+    before = _targets(emulator)
+    calls = _write_calls(emulator)
+    operator = _operator(
+        tmp_path,
+        orphans="flag",
+        orphan_flag={"No_Such_Field__c": True},
+        max_orphan_fraction=0.2,
+        bulk_threshold=bulk_threshold,
+    )
+
+    with pytest.raises(SalesforceApiError) as raised:
+        operator.execute(context)
+
+    message = str(raised.value)
+    assert "orphan_flag fields No_Such_Field__c" in message
+    assert "Connection 'salesforce_m2m_default'" in message
+    assert "ACC-900001" not in message  # the lookup statement's keys stay out of the message
+    assert _write_calls(emulator) == calls
+    assert _targets(emulator) == before
 
 
 # limit and dry run
