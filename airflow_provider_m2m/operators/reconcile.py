@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +29,7 @@ from airflow_provider_m2m.reconcile.orphans import (
 )
 from airflow_provider_m2m.reconcile.plan import Plan
 from airflow_provider_m2m.reconcile.result import DEFAULT_FAILURE_SAMPLES, ReconcileResult
+from airflow_provider_m2m.reconcile.warehouse import plan_changes_in_warehouse
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -68,9 +71,13 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
     :param max_orphan_fraction: with "flag" or "delete", the run fails before any write when the
         orphans are more than this share of the target records read (default 0.1, that is 10%).
         None sets no share limit. When both limits are set, each one applies.
+    :param warehouse_staging_dataset: `project.dataset` in the source tables' location. When set,
+        BigQuery proves the unchanged rows it can (`plan_changes_in_warehouse`) and this worker
+        plans only the rest, for targets larger than one worker's memory. The staging tables are
+        created there for the run and dropped after it. Templated.
     """
 
-    template_fields: Sequence[str] = ("source_sql", "failures_dir", "dry_run", "orphans")
+    template_fields: Sequence[str] = ("source_sql", "failures_dir", "dry_run", "orphans", "warehouse_staging_dataset")
 
     def __init__(
         self,
@@ -87,6 +94,7 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
         orphan_flag: dict[str, FlagValue] | None = None,
         max_orphans: int | None = None,
         max_orphan_fraction: float | None = DEFAULT_MAX_ORPHAN_FRACTION,
+        warehouse_staging_dataset: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -102,6 +110,7 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
         self.orphan_flag = orphan_flag
         self.max_orphans = max_orphans
         self.max_orphan_fraction = max_orphan_fraction
+        self.warehouse_staging_dataset = warehouse_staging_dataset
         validate_orphan_limits(max_orphans, max_orphan_fraction)
         if orphan_flag is not None:
             validate_orphan_flag(orphan_flag, mapping.key.target)
@@ -131,9 +140,7 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
         bigquery = BigQueryM2MHook(bigquery_m2m_conn_id=self.bigquery_m2m_conn_id)
         salesforce = SalesforceM2MHook(salesforce_m2m_conn_id=self.salesforce_m2m_conn_id)
 
-        source_rows = bigquery.iter_rows(self.source_sql)
-        target_records = salesforce.bulk_query(self._target_soql())
-        plan = plan_changes(source_rows, target_records, self.mapping)
+        plan = self._plan(bigquery, salesforce, context)
         self._log_plan(plan, action)
         # Checked before anything is written, in a dry run too, so that it shows a run that would stop.
         check_orphan_limit(
@@ -179,6 +186,20 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
             )
         return _summary(result, orphan_result, failures_csv)
 
+    def _plan(self, bigquery: BigQueryM2MHook, salesforce: SalesforceM2MHook, context: Context) -> Plan:
+        target_records = salesforce.bulk_query(self._target_soql())
+        if not self.warehouse_staging_dataset:
+            return plan_changes(bigquery.iter_rows(self.source_sql), target_records, self.mapping)
+
+        staging_table = f"{self.warehouse_staging_dataset}.{_staging_table_name(self.target_object, context['run_id'])}"
+        result = plan_changes_in_warehouse(bigquery, self.source_sql, target_records, self.mapping, staging_table)
+        log.info(
+            "BigQuery proved %d source rows unchanged; this worker planned the other %d",
+            result.proven_unchanged,
+            result.plan.read_source - result.proven_unchanged,
+        )
+        return result.plan
+
     def _log_plan(self, plan: Plan, action: str) -> None:
         log.info(
             "Plan for %s: %d source rows, %d target records; %d to create, %d to update, "
@@ -207,8 +228,8 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
             if not flag:
                 raise
             raise SalesforceApiError(
-                f"{err}. The orphan lookup reads the orphan_flag fields {', '.join(flag)}: check that each "
-                f"one exists on {self.target_object} and that the integration user can read it",
+                f"{str(err).rstrip('.')}. The orphan lookup reads the orphan_flag fields {', '.join(flag)}: "
+                f"check that each one exists on {self.target_object} and that the integration user can read it",
                 status_code=err.status_code,
                 error_codes=err.error_codes,
             ) from err
@@ -265,6 +286,16 @@ def _summary(result: ReconcileResult, orphan_result: OrphanResult, failures_csv:
     summary["failure_samples"] = failures[:DEFAULT_FAILURE_SAMPLES]
     summary["failure_samples_omitted"] = omitted
     return {**summary, **orphan_result.as_dict(), "dry_run": False, "failures_csv": failures_csv}
+
+
+def _staging_table_name(target_object: str, run_id: str) -> str:
+    """Return a BigQuery table name for one run's staging tables.
+
+    Table names allow letters, digits and underscores. The random suffix keeps a retried task
+    from meeting a table that an earlier, killed attempt left behind (it expires after a day).
+    """
+    run = re.sub(r"[^A-Za-z0-9_]", "_", run_id)[:200]
+    return f"_m2m_stage_{target_object}_{run}_{uuid.uuid4().hex[:8]}"
 
 
 def _is_template(value: Any) -> bool:

@@ -282,6 +282,7 @@ def test_unknown_flag_field_names_parameter(
 
     message = str(raised.value)
     assert "orphan_flag fields No_Such_Field__c" in message
+    assert ".." not in message
     assert "Connection 'salesforce_m2m_default'" in message
     assert "ACC-900001" not in message  # the lookup statement's keys stay out of the message
     assert _write_calls(emulator) == calls
