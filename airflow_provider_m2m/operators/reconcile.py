@@ -192,13 +192,8 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
             return plan_changes(bigquery.iter_rows(self.source_sql), target_records, self.mapping)
 
         staging_table = f"{self.warehouse_staging_dataset}.{_staging_table_name(self.target_object, context['run_id'])}"
-        result = plan_changes_in_warehouse(bigquery, self.source_sql, target_records, self.mapping, staging_table)
-        log.info(
-            "BigQuery proved %d source rows unchanged; this worker planned the other %d",
-            result.proven_unchanged,
-            result.plan.read_source - result.proven_unchanged,
-        )
-        return result.plan
+        # plan_changes_in_warehouse logs how many rows BigQuery proved unchanged.
+        return plan_changes_in_warehouse(bigquery, self.source_sql, target_records, self.mapping, staging_table).plan
 
     def _log_plan(self, plan: Plan, action: str) -> None:
         log.info(
