@@ -75,10 +75,11 @@ class Sandbox:
     snowflake: SnowflakeSandbox | None = None
     salesforce: Any = None  # the Salesforce emulator app; tests read and change its records in process
     salesforce_url: str | None = None
-    connections: dict[str, str] = field(default_factory=dict)
-    private_key_pem: str = ""
-    service_account_info: dict[str, Any] = field(default_factory=dict)
-    _secrets: list[str] = field(default_factory=list)
+    # Left out of the repr, which pytest prints for a failing test's arguments.
+    connections: dict[str, str] = field(default_factory=dict, repr=False)
+    private_key_pem: str = field(default="", repr=False)
+    service_account_info: dict[str, Any] = field(default_factory=dict, repr=False)
+    _secrets: list[str] = field(default_factory=list, repr=False)
 
     @property
     def oauth_url(self) -> str:
