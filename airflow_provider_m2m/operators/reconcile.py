@@ -28,7 +28,7 @@ from airflow_provider_m2m.reconcile.orphans import (
     validate_orphan_limits,
 )
 from airflow_provider_m2m.reconcile.plan import Plan
-from airflow_provider_m2m.reconcile.result import DEFAULT_FAILURE_SAMPLES, ReconcileResult
+from airflow_provider_m2m.reconcile.result import DEFAULT_FAILURE_SAMPLES, ReconcileResult, RecordOutcome
 from airflow_provider_m2m.reconcile.warehouse import plan_changes_in_warehouse
 
 if TYPE_CHECKING:
@@ -142,15 +142,14 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
 
         plan = self._plan(bigquery, salesforce, context)
         self._log_plan(plan, action)
-        # Checked before anything is written, in a dry run too, so that it shows a run that would stop.
-        check_orphan_limit(
-            action,
-            len(plan.orphans),
-            plan.read_target,
-            max_orphans=self.max_orphans,
-            max_orphan_fraction=self.max_orphan_fraction,
-        )
+        # Checked before anything is written, in a dry run too, so that it shows a run that would
+        # stop. A delete checks every orphan before looking them up. A flag checks after the
+        # lookup, which it needs anyway, and counts only the orphans not flagged yet.
+        if action == "delete":
+            self._check_orphan_limit(action, len(plan.orphans), plan)
         work = self._plan_orphan_work(salesforce, plan, action)
+        if action == "flag" and work is not None:
+            self._check_orphan_limit(action, len(work.targets), plan)
 
         if self._is_dry_run():
             log.info("Dry run: nothing written to %s", self.target_object)
@@ -209,6 +208,15 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
             action,
         )
 
+    def _check_orphan_limit(self, action: str, orphans: int, plan: Plan) -> None:
+        check_orphan_limit(
+            action,
+            orphans,
+            plan.read_target,
+            max_orphans=self.max_orphans,
+            max_orphan_fraction=self.max_orphan_fraction,
+        )
+
     def _plan_orphan_work(self, salesforce: SalesforceM2MHook, plan: Plan, action: str) -> OrphanWork | None:
         """Look the orphans up by key and decide which to write; None when the action is "report"."""
         if action == "report" or not plan.orphans:
@@ -245,10 +253,7 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
         if work is None:
             return OrphanResult.reported(plan.orphans)
         if work.action == "flag" and work.targets:
-            records = flag_records(work, self.mapping.key.target, self.orphan_flag or {})
-            outcomes = salesforce.upsert_records(
-                self.target_object, self.mapping.key.target, records, bulk_threshold=self.bulk_threshold
-            )
+            outcomes = self._flag_orphans(salesforce, work)
         elif work.action == "delete" and work.targets:
             outcomes = salesforce.delete_records(
                 self.target_object, list(work.targets.values()), bulk_threshold=self.bulk_threshold
@@ -264,6 +269,26 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
             ", ".join(f"{count} {status}" for status, count in result.counts.items() if count) or "none",
         )
         return result
+
+    def _flag_orphans(self, salesforce: SalesforceM2MHook, work: OrphanWork) -> list[RecordOutcome]:
+        """Write the flag on the work's orphans and return one outcome per orphan.
+
+        Salesforce rejects a whole request whose flag value does not fit the field's type, after
+        the upserts of this run are written. Each orphan then fails with that error, so that the
+        run still accounts for it and writes the failures CSV.
+        """
+        key_field = self.mapping.key.target
+        records = flag_records(work, key_field, self.orphan_flag or {})
+        try:
+            return salesforce.upsert_records(self.target_object, key_field, records, bulk_threshold=self.bulk_threshold)
+        except SalesforceApiError as err:
+            error = f"orphan_flag {sorted(self.orphan_flag or {})} could not be written: {err}"
+            log.error("Flagging %d orphans of %s failed: %s", len(records), self.target_object, error)
+            error_code = err.error_codes[0] if err.error_codes else None
+            return [
+                RecordOutcome(str(record[key_field]), "failed", None, error, operation="upsert", error_code=error_code)
+                for record in records
+            ]
 
     def _write_failures(self, context: Context, failures: list[Any], plan: Plan) -> str:
         base = Path(self.failures_dir) if self.failures_dir else Path.cwd() / "reconcile_failures"

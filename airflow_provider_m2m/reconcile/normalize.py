@@ -30,7 +30,7 @@ import numbers
 import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, getcontext
 from typing import Any
 
 from airflow_provider_m2m.reconcile.mapping import TEXT_TYPES, FieldMapping, FieldType
@@ -114,21 +114,28 @@ def decimal_probe_column_converter(field: FieldMapping) -> ProbeConverter | None
     """Build a cheap stand-in for the query text of a DECIMAL column, or return None for other fields.
 
     The probe of a Decimal is `str(value)`, with no rounding. When it equals the text a Bulk API
-    2.0 query wrote, both are the same number, so their comparable forms are equal and the value
-    is valid. When it differs ("1200.50", "1E+3", more decimals than the scale), the value still
-    has to be converted to know whether it changed. The probe function returns None for a list
-    it cannot probe: other types, a null in a required field, a NaN or an infinity.
+    2.0 query wrote, both are the same number, so their comparable forms are equal. When it
+    differs ("1200.50", more decimals than the scale), the value still has to be converted to
+    know whether it changed. The probe function returns None for a list it cannot probe, whose
+    values conversion might reject: other types, a null in a required field, a NaN or an
+    infinity, an exponent, or more digits than rounding to the scale can hold.
     """
-    if field.type is not FieldType.DECIMAL or _quantum(field) is None:
+    quantum = _quantum(field)
+    if field.type is not FieldType.DECIMAL or quantum is None:
         return None
     required = not field.nullable
+    scale = -quantum.as_tuple().exponent
 
     def probe_column(values: Sequence[Any]) -> list[str] | None:
         if not _types_within(values, _DECIMAL_TYPES) or (required and None in values):
             return None
         texts = [NULL_TEXT if value is None else str(value) for value in values]
         joined = "\x00".join(texts)
-        if "N" in joined or "I" in joined:  # NaN, sNaN, Infinity
+        if "N" in joined or "I" in joined or "E" in joined:  # NaN, sNaN, Infinity, 1E+30
+            return None
+        # Plain text has at most as many integer digits as characters, so rounding to the scale
+        # fits the context's precision when the longest text plus the scale does.
+        if max(map(len, texts)) + scale > getcontext().prec:
             return None
         return texts
 

@@ -55,7 +55,7 @@ def validate_orphan_flag(flag: Any, key_field: str) -> dict[str, FlagValue]:
     if not isinstance(flag, Mapping) or not flag:
         raise ValueError(
             "orphan_flag must be a non-empty dict of target field to value, for example "
-            "{'Active__c': False}, when orphans='flag'"
+            "{'Active__c': False}; orphans='flag' writes it, and other actions need no orphan_flag"
         )
     for name, value in flag.items():
         if not isinstance(name, str) or not name:
@@ -97,23 +97,27 @@ def check_orphan_limit(
     max_orphans: int | None,
     max_orphan_fraction: float | None,
 ) -> None:
-    """Raise OrphanLimitError when a flag or delete run exceeds either limit that is set.
+    """Raise OrphanLimitError when a flag or delete run would write more orphans than either limit allows.
 
-    "report" writes nothing, so it never trips. Each limit that is not None applies on its own.
+    `orphans` counts the orphans the run would write: for "flag", those not flagged yet, so that
+    records flagged on earlier runs never stop a later one. "report" writes nothing, so it never
+    trips. Each limit that is not None applies on its own. The share is compared in decimal, so
+    that 29 of 100 is within `max_orphan_fraction=0.29`.
     """
     if action == "report":
         return
     exceeded = []
     if max_orphans is not None and orphans > max_orphans:
         exceeded.append(f"max_orphans={max_orphans}")
-    if max_orphan_fraction is not None and orphans > max_orphan_fraction * read_target:
+    if max_orphan_fraction is not None and orphans > Decimal(repr(max_orphan_fraction)) * read_target:
         exceeded.append(
             f"max_orphan_fraction={max_orphan_fraction} ({max_orphan_fraction * read_target:.0f} of "
             f"{read_target} target records)"
         )
     if exceeded:
+        described = "are not in the source and not flagged yet" if action == "flag" else "are not in the source"
         raise OrphanLimitError(
-            f"{orphans} of the {read_target} target records are not in the source, more than "
+            f"{orphans} of the {read_target} target records {described}, more than "
             f"{' and '.join(exceeded)} allows for orphans={action!r}; nothing was written. Check that the "
             "source query returned every row; if these records really should be "
             f"{'deleted' if action == 'delete' else 'flagged'}, raise {_parameters(exceeded)} and run again."

@@ -361,3 +361,50 @@ def test_dry_run_counts_orphan_action(
     assert result["orphans_already_flagged"] == (5 if action == "flag" else 0)
     assert _write_calls(emulator) == calls
     assert _targets(emulator) == before
+
+
+def test_flagged_orphans_beyond_limit_run(
+    emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict
+) -> None:
+    """Orphans flagged by earlier runs (15% of the object) do not count toward the limit of 10%."""
+    _flag_orphans(emulator, seed, _orphan_keys(seed))
+    calls = _write_calls(emulator)
+    operator = _operator(tmp_path, orphans="flag", orphan_flag={FLAG: True})
+
+    result = operator.execute(context)
+
+    assert result["orphans_already_flagged"] == len(seed.orphan_keys)
+    assert result["orphans_flagged"] == 0
+    assert _write_calls(emulator)["bulk_ingest_create"] == calls["bulk_ingest_create"]
+
+
+def test_unflagged_orphans_beyond_limit_stop(
+    emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict
+) -> None:
+    before = _targets(emulator)
+    calls = _write_calls(emulator)
+    operator = _operator(tmp_path, orphans="flag", orphan_flag={FLAG: True})
+
+    with pytest.raises(OrphanLimitError, match="not in the source and not flagged yet"):
+        operator.execute(context)
+
+    assert _write_calls(emulator) == calls
+    assert _targets(emulator) == before
+
+
+def test_flag_of_wrong_type_fails_per_record(
+    emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict
+) -> None:
+    """A flag value the field rejects fails every orphan with the error, and the run still accounts for them."""
+    operator = _operator(tmp_path, orphans="flag", orphan_flag={"Employees__c": "lots"}, max_orphan_fraction=0.2)
+
+    result = operator.execute(context)
+
+    assert result["orphans_failed"] == len(seed.orphan_keys)
+    assert result["orphans_flagged"] == 0
+    assert result["failures_csv"] is not None
+    with open(result["failures_csv"], newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    orphan_rows = [row for row in rows if row["key"] in seed.orphan_keys]
+    assert len(orphan_rows) == len(seed.orphan_keys)
+    assert all("orphan_flag ['Employees__c'] could not be written" in row["error"] for row in orphan_rows)

@@ -173,3 +173,15 @@ def test_decimal_nan_rejected_in_chunk():
 
     assert [rejection.key for rejection in plan.rejected] == ["K1"]
     assert plan.unchanged == 0
+
+
+@pytest.mark.parametrize("text", ["1" * 27, "1E+30"])
+def test_decimal_too_long_to_round_rejected_in_chunk(text):
+    """The target's text equals the probe, yet rounding to the scale overflows: the row is rejected."""
+    source = [{"id": "K1", "amount": Decimal(text), "price": Decimal("1"), "count": None, "name": "n"}]
+    target = [{"External_Id__c": "K1", "Amount__c": text, "Price__c": "1", "Count__c": "", "Name": "n"}]
+
+    plan = plan_changes(source, target, MAPPING)
+
+    assert [rejection.key for rejection in plan.rejected] == ["K1"]
+    assert plan.unchanged == 0

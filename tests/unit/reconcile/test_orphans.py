@@ -84,6 +84,12 @@ def test_limits_rejected(max_orphans: object, max_orphan_fraction: object, param
 # limit
 
 
+@pytest.mark.parametrize(("orphans", "total", "fraction"), [(29, 100, 0.29), (7, 100, 0.07), (3, 10, 0.3)])
+def test_limit_fraction_exact_share_allowed(orphans: int, total: int, fraction: float) -> None:
+    """0.29 * 100 is 28.999999999999996 in binary floating point; 29 of 100 must still pass."""
+    check_orphan_limit("delete", orphans, total, max_orphans=None, max_orphan_fraction=fraction)
+
+
 def test_limit_fraction_boundary() -> None:
     check_orphan_limit("delete", 10, 100, max_orphans=None, max_orphan_fraction=0.1)
 
