@@ -465,6 +465,11 @@ def _stage_target(
 
     with tempfile.TemporaryFile() as handle:
         count = _write_staging_file(records, mapping, check, handle)
+        if count == 0:
+            # An empty target, as on the first run into a new object. The table already has its
+            # schema, and bqemulator 1.1 fails an upload of no bytes.
+            log.info("Staged no target records in %s", staging_table)
+            return 0
         handle.seek(0)
         config = bq.LoadJobConfig(
             schema=schema, source_format=bq.SourceFormat.NEWLINE_DELIMITED_JSON, write_disposition="WRITE_APPEND"

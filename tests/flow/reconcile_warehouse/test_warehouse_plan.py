@@ -310,3 +310,16 @@ def test_target_record_without_field_stops_run(hook: BigQueryM2MHook) -> None:
     for name in (table, table + SOURCE_SNAPSHOT_SUFFIX):
         with pytest.raises(NotFound):
             client.get_table(name)
+
+
+def test_empty_target_plans_creates(hook: BigQueryM2MHook) -> None:
+    # The first run into a new object reads no target records, so nothing is loaded into staging.
+    expected = plan_changes(hook.iter_rows(SOURCE_SQL), [], MAPPING)
+
+    result = plan_changes_in_warehouse(hook, SOURCE_SQL, iter([]), MAPPING, _staging_table("stage_empty_target"))
+
+    assert result.proven_unchanged == 0
+    assert result.plan.creates == expected.creates
+    assert result.plan.rejected == expected.rejected
+    assert result.plan.counts() == expected.counts()
+    assert len(expected.creates) == ROWS - 2  # the two rejected rows
