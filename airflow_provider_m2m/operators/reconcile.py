@@ -117,6 +117,8 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
         # A template is checked once it is rendered, in execute.
         if not _is_template(orphans):
             self._orphan_action()
+        if not _is_template(warehouse_staging_dataset):
+            self._staging_dataset()
 
     def _is_dry_run(self) -> bool:
         # A templated value arrives as text unless the DAG renders templates as native objects.
@@ -185,12 +187,25 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
             )
         return _summary(result, orphan_result, failures_csv)
 
+    def _staging_dataset(self) -> str | None:
+        """Return `warehouse_staging_dataset`, or None when unset; raise ValueError naming it when invalid."""
+        dataset = self.warehouse_staging_dataset
+        if not dataset:
+            return None
+        if not isinstance(dataset, str) or not _STAGING_DATASET.fullmatch(dataset):
+            raise ValueError(
+                f"warehouse_staging_dataset={dataset!r} is invalid; expected project.dataset, "
+                "for example my-project.m2m_staging"
+            )
+        return dataset
+
     def _plan(self, bigquery: BigQueryM2MHook, salesforce: SalesforceM2MHook, context: Context) -> Plan:
+        dataset = self._staging_dataset()  # checked before the Bulk API query starts
         target_records = salesforce.bulk_query(self._target_soql())
-        if not self.warehouse_staging_dataset:
+        if dataset is None:
             return plan_changes(bigquery.iter_rows(self.source_sql), target_records, self.mapping)
 
-        staging_table = f"{self.warehouse_staging_dataset}.{_staging_table_name(self.target_object, context['run_id'])}"
+        staging_table = f"{dataset}.{_staging_table_name(self.target_object, context['run_id'])}"
         # plan_changes_in_warehouse logs how many rows BigQuery proved unchanged.
         return plan_changes_in_warehouse(bigquery, self.source_sql, target_records, self.mapping, staging_table).plan
 
@@ -306,6 +321,11 @@ def _summary(result: ReconcileResult, orphan_result: OrphanResult, failures_csv:
     summary["failure_samples"] = failures[:DEFAULT_FAILURE_SAMPLES]
     summary["failure_samples_omitted"] = omitted
     return {**summary, **orphan_result.as_dict(), "dry_run": False, "failures_csv": failures_csv}
+
+
+# A project id (lower-case letters, digits and hyphens), a dot, and a dataset name (letters, digits
+# and underscores), as BigQuery names them.
+_STAGING_DATASET = re.compile(r"[a-z][a-z0-9-]*\.[A-Za-z0-9_]+")
 
 
 def _staging_table_name(target_object: str, run_id: str) -> str:

@@ -56,3 +56,23 @@ def test_template_checked_when_rendered() -> None:
 def test_invalid_fraction_names_parameter() -> None:
     with pytest.raises(ValueError, match="max_orphan_fraction=2 is invalid"):
         _operator(orphans="delete", max_orphan_fraction=2)
+
+
+@pytest.mark.parametrize("dataset", ["m2m_staging", "my-project.m2m.staging", "my-project.`m2m`", "my-project.m2m staging"])
+def test_invalid_staging_dataset_names_parameter(dataset: str) -> None:
+    with pytest.raises(ValueError, match="warehouse_staging_dataset=.* is invalid; expected project.dataset"):
+        _operator(warehouse_staging_dataset=dataset)
+
+
+def test_staging_dataset_template_checked_when_rendered() -> None:
+    operator = _operator(warehouse_staging_dataset="{{ params.dataset }}")
+    operator.warehouse_staging_dataset = "m2m_staging"
+
+    with pytest.raises(ValueError, match="warehouse_staging_dataset='m2m_staging' is invalid"):
+        operator._staging_dataset()
+
+
+def test_valid_staging_dataset_accepted() -> None:
+    operator = _operator(warehouse_staging_dataset="my-project.m2m_staging")
+
+    assert operator._staging_dataset() == "my-project.m2m_staging"
