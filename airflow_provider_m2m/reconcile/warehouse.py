@@ -399,7 +399,22 @@ def _snapshot_source(
     created.append(snapshot_table)  # only now, so that a table another run created is never dropped
     table = client.get_table(snapshot_table)
     rows = list(bigquery.iter_rows(f"SELECT COUNT(*) AS row_count FROM {quote_table(snapshot_table)}"))
-    return {field.name: str(field.field_type).upper() for field in table.schema}, int(rows[0]["row_count"])
+    return _column_types(table.schema), int(rows[0]["row_count"])
+
+
+def _column_types(schema: Iterable[Any]) -> dict[str, str]:
+    """Return the type of each column by name, with the collation of a collated STRING column.
+
+    Under a collation such as 'und:ci', `=`, joins and GROUP BY compare STRING values by that
+    collation, so "Acme" would equal "ACME" and a changed row would be proven unchanged. Such a
+    column's type reads "STRING COLLATE und:ci", which no rendering takes.
+    """
+    types = {}
+    for field in schema:
+        column_type = str(field.field_type).upper()
+        collation = field.to_api_repr().get("collation")
+        types[field.name] = f"{column_type} COLLATE {collation}" if collation else column_type
+    return types
 
 
 def _renderings(
@@ -460,8 +475,16 @@ def _stage_target(
     table = bq.Table(staging_table, schema=schema)
     table.expires = datetime.now(UTC) + STAGING_EXPIRATION
     # NOTE: bqemulator 1.1 accepts the expiration but does not store it, so no test shows it set.
-    client.create_table(table)  # raises Conflict if the table exists, so no other run's rows mix in
+    table = client.create_table(table)  # raises Conflict if the table exists, so no other run's rows mix in
     created.append(staging_table)
+    collated = sorted({f"{name} {kind}" for name, kind in _column_types(table.schema).items() if " COLLATE " in kind})
+    if collated:
+        # A dataset's default collation applies to new tables, and the proof compares staged text
+        # with `=`, which a collation such as 'und:ci' makes case-insensitive.
+        raise ValueError(
+            f"staging table {staging_table} got a collation from its dataset ({', '.join(collated)}); "
+            "stage in a dataset without a default collation"
+        )
 
     with tempfile.TemporaryFile() as handle:
         count = _write_staging_file(records, mapping, check, handle)
