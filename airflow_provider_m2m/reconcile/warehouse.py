@@ -517,8 +517,11 @@ def _raise_for_duplicates(
     """
     key = mapping.key
     case_sensitive = not (key.type.is_text and not mapping.key_case_sensitive)
+    # plan_changes lists a repeated key as converted (NFC text, an integer without leading zeros),
+    # which is the comparable key unless keys fold case. Then it lists the spelling of one record.
+    spelling = FOLDED_KEY_COLUMN if case_sensitive else _staged_name(0)
     target_sql = (
-        f"SELECT MIN({_staged_name(0)}) AS spelling FROM {quote_table(staging_table)} "
+        f"SELECT MIN({spelling}) AS spelling FROM {quote_table(staging_table)} "
         f"WHERE {FOLDED_KEY_COLUMN} IS NOT NULL GROUP BY {FOLDED_KEY_COLUMN} HAVING COUNT(*) > 1"
     )
     repeated = sorted(row["spelling"] for row in bigquery.iter_rows(target_sql))

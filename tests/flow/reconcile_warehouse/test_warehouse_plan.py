@@ -323,3 +323,21 @@ def test_empty_target_plans_creates(hook: BigQueryM2MHook) -> None:
     assert result.plan.rejected == expected.rejected
     assert result.plan.counts() == expected.counts()
     assert len(expected.creates) == ROWS - 2  # the two rejected rows
+
+
+def test_integer_target_duplicate_lists_number(hook: BigQueryM2MHook) -> None:
+    # "007" and "7" are the same number, and plan_changes lists it as 7, not as either spelling.
+    source_sql = f"SELECT 7 AS account_number, name FROM `{PROJECT}.{DATASET}.{TABLE}` LIMIT 1"
+    mapping = Mapping(
+        key=FieldMapping("account_number", "Account_Number__c", FieldType.INTEGER),
+        fields=[FieldMapping("name", "Name", FieldType.STRING)],
+    )
+    targets = [{"Account_Number__c": "007", "Name": "a"}, {"Account_Number__c": "7", "Name": "a"}]
+    with pytest.raises(DuplicateKeyError) as expected:
+        plan_changes(hook.iter_rows(source_sql), targets, mapping)
+
+    with pytest.raises(DuplicateKeyError) as raised:
+        plan_changes_in_warehouse(hook, source_sql, iter(targets), mapping, _staging_table("stage_integer_dup"))
+
+    assert raised.value.side == "target"
+    assert raised.value.keys == expected.value.keys == ["7"]
