@@ -199,8 +199,22 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
             )
         return dataset
 
+    def _check_staging_dataset_exists(self, bigquery: BigQueryM2MHook, dataset: str) -> None:
+        """Raise ValueError naming `warehouse_staging_dataset` when BigQuery has no such dataset."""
+        from google.api_core.exceptions import NotFound  # optional extra: airflow-provider-m2m[bigquery-client]
+
+        try:
+            bigquery.get_client().get_dataset(dataset)
+        except NotFound as err:
+            raise ValueError(
+                f"warehouse_staging_dataset={dataset!r} was not found on connection "
+                f"{self.bigquery_m2m_conn_id!r}; create it in the location of the source tables"
+            ) from err
+
     def _plan(self, bigquery: BigQueryM2MHook, salesforce: SalesforceM2MHook, context: Context) -> Plan:
         dataset = self._staging_dataset()  # checked before the Bulk API query starts
+        if dataset is not None:
+            self._check_staging_dataset_exists(bigquery, dataset)
         target_records = salesforce.bulk_query(self._target_soql())
         if dataset is None:
             return plan_changes(bigquery.iter_rows(self.source_sql), target_records, self.mapping)

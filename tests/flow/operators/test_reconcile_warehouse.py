@@ -89,3 +89,10 @@ def test_staging_table_name_is_valid(run_id: str, expected_start: str) -> None:
 
     assert name.startswith(expected_start)
     assert len(name) == len(expected_start) + 8
+
+
+def test_missing_staging_dataset_names_parameter(emulator: SalesforceEmulator, tmp_path: Path, context) -> None:
+    dataset = f"{seed_module.PROJECT_ID}.no_such_dataset"
+
+    with pytest.raises(ValueError, match=r"warehouse_staging_dataset='m2m-[a-z-]+\.no_such_dataset' was not found"):
+        _operator(tmp_path, dry_run=True, warehouse_staging_dataset=dataset).execute(context)
