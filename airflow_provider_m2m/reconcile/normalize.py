@@ -116,9 +116,9 @@ def decimal_probe_column_converter(field: FieldMapping) -> ProbeConverter | None
     The probe of a Decimal is `str(value)`, with no rounding. When it equals the text a Bulk API
     2.0 query wrote, both are the same number, so their comparable forms are equal. When it
     differs ("1200.50", more decimals than the scale), the value still has to be converted to
-    know whether it changed. The probe function returns None for a list it cannot probe, whose
-    values conversion might reject: other types, a null in a required field, a NaN or an
-    infinity, an exponent, or more digits than rounding to the scale can hold.
+    know whether it changed. The probe function returns None for a list whose values conversion
+    might reject. Those are other types, a null in a required field, a NaN or an infinity, an
+    exponent, and more digits than rounding to the scale can hold.
     """
     quantum = _quantum(field)
     if field.type is not FieldType.DECIMAL or quantum is None:

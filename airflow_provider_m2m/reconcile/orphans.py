@@ -348,9 +348,9 @@ def _add(result: OrphanResult, status: str, outcome: RecordOutcome) -> None:
         result.failures.append(outcome)
 
 
-def _describe_keys(keys: list[str], what: str) -> str:
+def _describe_keys(keys: list[str], label: str) -> str:
     if not keys:
         return ""
-    shown = ", ".join(keys[:MAX_KEYS_IN_MESSAGE])
+    listed = ", ".join(keys[:MAX_KEYS_IN_MESSAGE])
     more = f" and {len(keys) - MAX_KEYS_IN_MESSAGE} more" if len(keys) > MAX_KEYS_IN_MESSAGE else ""
-    return f"{len(keys)} {what}: {shown}{more}"
+    return f"{len(keys)} {label}: {listed}{more}"

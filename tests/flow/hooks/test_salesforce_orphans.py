@@ -24,8 +24,7 @@ FLAG = "Missing_From_Source__c"
 def emulator(sandbox: Sandbox) -> SalesforceEmulator:
     """The sandbox's Salesforce emulator.
 
-    Tests take this, never the sandbox: pytest prints a failing test's arguments, and the
-    sandbox's repr contains its private key.
+    Tests take this rather than the sandbox, so that a failing test's printed arguments stay short.
     """
     return sandbox.salesforce
 
@@ -95,12 +94,12 @@ def test_delete_survives_session_timeout(emulator: SalesforceEmulator) -> None:
 )
 def test_lookup_splits_long_statements(emulator: SalesforceEmulator, bulk_threshold: int, call_kind: str) -> None:
     ids = _insert(emulator, f"LK{bulk_threshold}", 60)
-    asked = [*ids, "LKX-NOT-THERE"]
+    requested = [*ids, "LKX-NOT-THERE"]
     calls_before = emulator.api_calls[call_kind]
 
     # About 16 characters per quoted key: 400 characters hold about 20 keys after the SELECT.
     rows = SalesforceM2MHook().lookup_records(
-        OBJECT, KEY, asked, [FLAG], bulk_threshold=bulk_threshold, max_soql_length=400
+        OBJECT, KEY, requested, [FLAG], bulk_threshold=bulk_threshold, max_soql_length=400
     )
 
     assert emulator.api_calls[call_kind] - calls_before >= 3

@@ -55,8 +55,8 @@ def sandbox(orphan_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyP
 def emulator(sandbox: Sandbox) -> SalesforceEmulator:
     """The Salesforce emulator of the restored sandbox.
 
-    Tests take this and `seed`, never the sandbox: pytest prints a failing test's arguments, and
-    the sandbox's repr contains its private key.
+    Tests take this and `seed` rather than the sandbox, so that a failing test's printed arguments
+    stay short.
     """
     return sandbox.salesforce
 

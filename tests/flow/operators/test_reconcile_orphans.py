@@ -1,10 +1,10 @@
 """BigQueryToSalesforceReconcileOperator's orphan actions against the sandbox over HTTPS.
 
-The source is the sandbox's BigQuery table of 300 rows; the target starts as the seeded 291
+The source is the sandbox's BigQuery table of 300 rows. The target starts as the seeded 291
 matching records plus 50 orphans, whose keys are numbered from 900001.
 
-Tests take the emulator and the seed data, never the sandbox. pytest prints a failing test's
-arguments, and the sandbox's repr contains its private key.
+Tests take the emulator and the seed data rather than the sandbox, so that a failing test's printed
+arguments stay short.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def test_returning_record_keeps_flag_unless_mapped(
 
     flagged = flag_run.execute(context)
     unmapped = unmapped_run.execute(context)
-    kept = _targets(emulator)
+    after_unmapped_run = _targets(emulator)
     mapped = mapped_run.execute(context)
     cleared = _targets(emulator)
 
@@ -177,7 +177,7 @@ def test_returning_record_keeps_flag_unless_mapped(
     assert flagged["orphans_flagged"] == 53
     assert unmapped["orphans"] == 50
     assert unmapped["updated"] == 0
-    assert all(kept[key][FLAG] is True for key in returning)
+    assert all(after_unmapped_run[key][FLAG] is True for key in returning)
     assert mapped["updated"] == 3
     assert mapped["orphans_already_flagged"] == 50
     assert all(cleared[key][FLAG] is False for key in returning)

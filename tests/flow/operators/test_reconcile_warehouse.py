@@ -2,8 +2,8 @@
 unchanged rows and the worker plans the rest. The plan, the writes and the rerun must be those of
 the in-memory diff.
 
-Tests take the emulator and the seed data, never the sandbox. pytest prints a failing test's
-arguments, and the sandbox's repr contains its private key.
+Tests take the emulator and the seed data rather than the sandbox, so that a failing test's printed
+arguments stay short.
 """
 
 from __future__ import annotations

@@ -37,11 +37,11 @@ def test_statements_fit_and_keep_every_key() -> None:
 
 
 def test_statement_exactly_at_limit() -> None:
-    one = PREFIX + "'A')"
-    two = PREFIX + "'A', 'B')"
+    only_a = PREFIX + "'A')"
+    both = PREFIX + "'A', 'B')"
 
-    assert list(soql_in_statements(PREFIX, ["A", "B"], max_length=len(two))) == [two]
-    assert list(soql_in_statements(PREFIX, ["A", "B"], max_length=len(two) - 1)) == [one, PREFIX + "'B')"]
+    assert list(soql_in_statements(PREFIX, ["A", "B"], max_length=len(both))) == [both]
+    assert list(soql_in_statements(PREFIX, ["A", "B"], max_length=len(both) - 1)) == [only_a, PREFIX + "'B')"]
 
 
 def test_encoded_measure_limits_url_length() -> None:
