@@ -31,16 +31,17 @@ from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import IO, Any, Protocol
+from typing import IO, Any, NoReturn, Protocol
 
 from airflow_provider_m2m.reconcile.diff import plan_changes
 from airflow_provider_m2m.reconcile.mapping import FieldMapping, FieldType, Mapping
 from airflow_provider_m2m.reconcile.normalize import (
     NULL_TEXT,
+    InvalidValue,
     source_converter,
     target_converter,
 )
-from airflow_provider_m2m.reconcile.plan import DuplicateKeyError, Plan, TargetRecordError
+from airflow_provider_m2m.reconcile.plan import DuplicateKeyError, Plan, Rejection, TargetRecordError
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,16 @@ MAX_EXCLUDED_KEYS = 10_000
 
 PROVABLE_COLUMN = "m2m_provable"
 FOLDED_KEY_COLUMN = "m2m_folded_key"
+# The key as plan_changes spells it in errors and orphans: converted, but not case-folded.
+KEY_SPELLING_COLUMN = "m2m_key"
+# The record's 1-based position in `target_records`, which decides the spelling that plan_changes
+# lists for a repeated key.
+RECORD_NUMBER_COLUMN = "m2m_record"
+# Whether a field's text does not parse, so that plan_changes would raise TargetRecordError for
+# the record where a source row differs from it.
+UNPARSED_COLUMN = "m2m_unparsed"
+# A source row's position in the snapshot, added only by the queries that need one.
+SOURCE_ROW_COLUMN = "m2m_source_row"
 SOURCE_SNAPSHOT_SUFFIX = "_source"
 
 _ERRORS = (ValueError, TypeError, ArithmeticError)
@@ -193,6 +204,78 @@ def render_key(key: FieldMapping, column_type: str, column: str) -> Rendering | 
     return None
 
 
+def query_body(source_sql: str) -> str:
+    """Return `source_sql` without the semicolons, comments and whitespace after its last token.
+
+    The result can be wrapped as a subquery, `(\n<body>\n)`, because nothing after the last
+    token is left to end it early. GoogleSQL's lexical rules decide what is a comment: `--` and `#`
+    run to the end of the line, `/* */` does not nest, and neither starts inside a string literal
+    ('', "", triple-quoted, raw or bytes) or a quoted identifier. Raises ValueError for SQL with
+    no query, with a statement after a semicolon (a script), or with an unterminated string
+    literal, quoted identifier or comment.
+    """
+    end = 0  # the index after the last character of the last token
+    semicolon = -1  # the index of the first semicolon that ends the query
+    position = 0
+    length = len(source_sql)
+    while position < length:
+        character = source_sql[position]
+        pair = source_sql[position : position + 2]
+        if character.isspace():
+            position += 1
+        elif pair == "--" or character == "#":
+            newline = source_sql.find("\n", position)
+            position = length if newline < 0 else newline + 1
+        elif pair == "/*":
+            close = source_sql.find("*/", position + 2)
+            if close < 0:
+                raise ValueError(f"source_sql has a /* comment at {_location(source_sql, position)} that never ends")
+            position = close + 2
+        elif character == ";":
+            if semicolon < 0:
+                semicolon = position
+            position += 1
+        else:
+            if semicolon >= 0:
+                raise ValueError(
+                    f"source_sql has another statement after the semicolon at {_location(source_sql, semicolon)}; "
+                    "the warehouse path runs it as one subquery, so give a single SELECT query"
+                )
+            position = _token_end(source_sql, position)
+            end = position
+    if end == 0:
+        raise ValueError("source_sql contains no query, only comments, semicolons or whitespace")
+    return source_sql[:end]
+
+
+def _token_end(sql: str, start: int) -> int:
+    """Return the index after the token at `start`: a quoted literal or identifier, or one other character."""
+    quote = sql[start]
+    if quote not in "'\"`":
+        return start + 1
+    delimiter = quote * 3 if quote != "`" and sql.startswith(quote * 3, start) else quote
+    position = start + len(delimiter)
+    while position < len(sql):
+        if sql[position] == "\\":
+            # A backslash keeps the next character inside the literal, in raw strings too, where
+            # GoogleSQL keeps both characters in the value.
+            position += 2
+        elif sql.startswith(delimiter, position):
+            return position + len(delimiter)
+        elif sql[position] == "\n" and len(delimiter) == 1 and quote != "`":
+            break  # only triple-quoted literals span lines
+        else:
+            position += 1
+    what = "quoted identifier" if quote == "`" else "string literal"
+    raise ValueError(f"source_sql has a {what} at {_location(sql, start)} that never ends")
+
+
+def _location(sql: str, index: int) -> str:
+    line = sql.count("\n", 0, index) + 1
+    column = index - (sql.rfind("\n", 0, index) + 1) + 1
+    return f"line {line}, column {column}"
+
+
 def quote_identifier(name: str) -> str:
     """Quote a column name with backticks. Raises ValueError for a name that would need escapes."""
     if not name or any(character in name for character in "`\\\n\r"):
@@ -236,8 +319,21 @@ class _ProvableCheck:
             if comparable.isascii():
                 self.excluded_keys.add(comparable)
 
-    def provable(self, key_text: Any, texts: tuple[Any, ...]) -> bool:
-        if self.key_rendering is None or self.renderings is None:
+    def comparable_fields(self, texts: tuple[Any, ...]) -> list[str] | None:
+        """Return the comparable form of each field's text, or None where plan_changes could raise
+        TargetRecordError for the record: a text that does not parse, or one with NUL."""
+        comparable = []
+        for (_, to_target), text in zip(self.checks, texts):
+            if isinstance(text, str) and "\x00" in text:
+                return None
+            try:
+                comparable.append(to_target(text))
+            except _ERRORS:
+                return None
+        return comparable
+
+    def provable(self, key_text: Any, texts: tuple[Any, ...], comparable: list[str] | None) -> bool:
+        if self.key_rendering is None or self.renderings is None or comparable is None:
             return False
         if not isinstance(key_text, str) or not key_text.isascii():
             return False
@@ -246,10 +342,9 @@ class _ProvableCheck:
             expected_key = self.target_key(key_text)
             if any(self.source_key(value) != expected_key for value in key_values):
                 return False
-            for (to_source, to_target), rendering, text in zip(self.checks, self.renderings, texts):
+            for (to_source, _), rendering, text, expected in zip(self.checks, self.renderings, texts, comparable):
                 if not isinstance(text, str):
                     return False
-                expected = to_target(text)
                 if any(to_source(value) != expected for value in rendering.values(text)):
                     return False
         except _ERRORS:  # InvalidValue is a ValueError
@@ -284,8 +379,13 @@ def _write_staging_file(
             _staged_name(position): _staged_text(text, number, name)
             for position, (name, text) in enumerate(zip(names, texts))
         }
-        row[FOLDED_KEY_COLUMN] = None if converted_key == NULL_TEXT else check.comparable_key(converted_key)
-        row[PROVABLE_COLUMN] = check.provable(texts[0], texts[1:])
+        comparable = check.comparable_fields(texts[1:])
+        has_key = converted_key != NULL_TEXT
+        row[FOLDED_KEY_COLUMN] = check.comparable_key(converted_key) if has_key else None
+        row[KEY_SPELLING_COLUMN] = converted_key if has_key else None
+        row[RECORD_NUMBER_COLUMN] = number
+        row[UNPARSED_COLUMN] = comparable is None
+        row[PROVABLE_COLUMN] = check.provable(texts[0], texts[1:], comparable)
         handle.write(json.dumps(row).encode("ascii") + b"\n")
         count += 1
     return count
@@ -341,25 +441,38 @@ def plan_changes_in_warehouse(
         key_rendering, renderings = _renderings(mapping, schema)
         check = _ProvableCheck(mapping, key_rendering, renderings)
         target_count = _stage_target(client, bq, target_records, mapping, check, staging_table, created)
+        # plan_changes reads the whole target before the source, so the target's errors come first.
+        _raise_for_target_duplicates(bigquery, mapping, staging_table)
 
         query = _ProofQuery(mapping, snapshot_table, staging_table)
+        excluded: list[str] | None = None
         if key_rendering is not None:
-            _raise_for_duplicates(bigquery, mapping, key_rendering, snapshot_table, staging_table)
             excluded = _excluded_keys(bigquery, mapping, check, snapshot_table)
+            if _source_has_duplicates(bigquery, mapping, key_rendering, snapshot_table):
+                _raise_source_error(bigquery, mapping, key_rendering, snapshot_table, staging_table, excluded, None)
             if renderings is not None and excluded is not None:
                 query.prove(key_rendering, renderings, excluded)
-        proven = _count_proven(bigquery, query)
+        proven, without_key = _count_proven(bigquery, query)
         log.info("BigQuery proved %d source rows unchanged; the rest is planned in Python", proven)
+        keyless = _rejections_without_key(bigquery, mapping, snapshot_table) if without_key else []
 
         source_rows = bigquery.iter_rows(query.source_remainder(), parameters=query.parameters)
         target_rows = _target_records(bigquery.iter_rows(query.target_remainder(), parameters=query.parameters), mapping)
-        plan = plan_changes(source_rows, target_rows, mapping, include_orphans=include_orphans)
+        try:
+            plan = plan_changes(source_rows, target_rows, mapping, include_orphans=include_orphans)
+        except (DuplicateKeyError, TargetRecordError) as err:
+            if key_rendering is None or query.proven is None:
+                raise  # planned on the whole snapshot, in its order, as the reference does
+            _raise_source_error(bigquery, mapping, key_rendering, snapshot_table, staging_table, excluded, err)
     finally:
         _drop_tables(client, created)
 
-    plan.read_source += proven
+    plan.read_source += proven + len(keyless)
     plan.read_target += proven
     plan.unchanged += proven
+    if keyless:
+        plan.rejected.extend(keyless)
+        plan.rejected.sort(key=lambda rejection: rejection.key)  # as plan_changes sorts them
     if (plan.read_source, plan.read_target) != (source_count, target_count):
         # Unreachable unless the proof or the reads back are wrong. A silent loss is worse than a stop.
         raise AssertionError(
@@ -387,7 +500,7 @@ def _snapshot_source(
 
     Returns the column types by name, and the row count.
     """
-    body = source_sql.strip().rstrip(";")  # a semicolon inside the subquery is a syntax error
+    body = query_body(source_sql)  # a semicolon, or a comment on the last line, would break the subquery
     seconds = int(STAGING_EXPIRATION.total_seconds())
     sql = (
         f"CREATE TABLE {quote_table(snapshot_table)} "
@@ -403,7 +516,8 @@ def _snapshot_source(
 
 
 def _column_types(schema: Iterable[Any]) -> dict[str, str]:
-    """Return the type of each column by name, with the collation of a collated STRING column.
+    """Return the type of each column by name, with the collation of a collated STRING column, and
+    ARRAY<type> for a REPEATED column.
 
     Under a collation such as 'und:ci', `=`, joins and GROUP BY compare STRING values by that
     collation, so "Acme" would equal "ACME" and a changed row would be proven unchanged. Such a
@@ -413,7 +527,13 @@ def _column_types(schema: Iterable[Any]) -> dict[str, str]:
     for field in schema:
         column_type = str(field.field_type).upper()
         collation = field.to_api_repr().get("collation")
-        types[field.name] = f"{column_type} COLLATE {collation}" if collation else column_type
+        if collation:
+            column_type = f"{column_type} COLLATE {collation}"
+        if str(field.mode).upper() == "REPEATED":
+            # The schema gives an ARRAY column its element type and mode REPEATED. Its values are
+            # lists, which no rendering takes; plan_changes rejects or converts them.
+            column_type = f"ARRAY<{column_type}>"
+        types[field.name] = column_type
     return types
 
 
@@ -471,7 +591,13 @@ def _stage_target(
     Returns the number of records loaded.
     """
     schema = [bq.SchemaField(_staged_name(position), "STRING") for position in range(len(mapping.target_fields()))]
-    schema += [bq.SchemaField(FOLDED_KEY_COLUMN, "STRING"), bq.SchemaField(PROVABLE_COLUMN, "BOOL")]
+    schema += [
+        bq.SchemaField(FOLDED_KEY_COLUMN, "STRING"),
+        bq.SchemaField(KEY_SPELLING_COLUMN, "STRING"),
+        bq.SchemaField(RECORD_NUMBER_COLUMN, "INT64"),
+        bq.SchemaField(UNPARSED_COLUMN, "BOOL"),
+        bq.SchemaField(PROVABLE_COLUMN, "BOOL"),
+    ]
     table = bq.Table(staging_table, schema=schema)
     table.expires = datetime.now(UTC) + STAGING_EXPIRATION
     # NOTE: bqemulator 1.1 accepts the expiration but does not store it, so no test shows it set.
@@ -505,46 +631,128 @@ def _stage_target(
     return count
 
 
-def _raise_for_duplicates(
-    bigquery: BigQueryRunner, mapping: Mapping, key_rendering: Rendering, snapshot_table: str, staging_table: str
-) -> None:
-    """Raise DuplicateKeyError for a key repeated on either side, where SQL compares keys as Python does.
+def _raise_for_target_duplicates(bigquery: BigQueryRunner, mapping: Mapping, staging_table: str) -> None:
+    """Raise DuplicateKeyError for a key that two staged target records share, listed as plan_changes does.
 
-    The target is checked on the comparable key computed in Python while staging. The source is
-    checked only on keys that `plan_changes` would accept and compare exactly as SQL does: ASCII
-    text without NUL within the key's length, or INT64. Other source keys are never proven, so
-    `plan_changes` checks them.
+    The records are grouped on the comparable key computed in Python while staging, so the check
+    covers every key. plan_changes lists a repeated key in its converted form (NFC text, an integer
+    without leading zeros). Where keys fold case it lists the spelling of the last record with
+    that key, because each record replaces the earlier one in its index.
     """
     key = mapping.key
     case_sensitive = not (key.type.is_text and not mapping.key_case_sensitive)
-    # plan_changes lists a repeated key as converted (NFC text, an integer without leading zeros),
-    # which is the comparable key unless keys fold case. Then it lists the spelling of one record.
-    spelling = FOLDED_KEY_COLUMN if case_sensitive else _staged_name(0)
-    target_sql = (
-        f"SELECT MIN({spelling}) AS spelling FROM {quote_table(staging_table)} "
+    if case_sensitive:
+        spelling = f"MIN({FOLDED_KEY_COLUMN})"  # the converted key, the same for the whole group
+    else:
+        spelling = f"ARRAY_AGG({KEY_SPELLING_COLUMN} ORDER BY {RECORD_NUMBER_COLUMN} DESC LIMIT 1)[OFFSET(0)]"
+    sql = (
+        f"SELECT {spelling} AS spelling FROM {quote_table(staging_table)} "
         f"WHERE {FOLDED_KEY_COLUMN} IS NOT NULL GROUP BY {FOLDED_KEY_COLUMN} HAVING COUNT(*) > 1"
     )
-    repeated = sorted(row["spelling"] for row in bigquery.iter_rows(target_sql))
+    repeated = sorted(row["spelling"] for row in bigquery.iter_rows(sql))
     if repeated:
         raise DuplicateKeyError("target", key.target, repeated, case_sensitive=case_sensitive)
 
+
+def _compared_key(mapping: Mapping, key_rendering: Rendering) -> str:
+    """Return the SQL of the key as compared: LOWER of the text where keys fold case."""
+    if mapping.key.type.is_text and not mapping.key_case_sensitive:
+        return f"LOWER({key_rendering.sql})"
+    return key_rendering.sql
+
+
+def _simple_key_condition(key: FieldMapping, key_rendering: Rendering) -> str:
+    """Return the SQL condition that a source key is one that SQL compares exactly as Python does.
+
+    That is ASCII text without NUL, not empty and within the key's length, or an INT64. For such a
+    key `source_converter` returns the text unchanged, and LOWER equals `str.casefold()`.
+    """
     rendered = key_rendering.sql
-    if key.type.is_text:
-        conditions = [f"{rendered} != ''", rf"NOT REGEXP_CONTAINS({rendered}, r'[^\x01-\x7F]')"]
-        if key.length is not None:
-            conditions.append(f"LENGTH({rendered}) <= {int(key.length)}")
-        compared = rendered if case_sensitive else f"LOWER({rendered})"
-    else:
-        conditions = [f"{rendered} IS NOT NULL"]
-        compared = rendered
-    source_sql = (
-        f"SELECT MIN(k) AS spelling FROM (SELECT {rendered} AS k, {compared} AS compared "
-        f"FROM {quote_table(snapshot_table)} AS s WHERE {' AND '.join(conditions)}) "
-        "GROUP BY compared HAVING COUNT(*) > 1"
+    if not key.type.is_text:
+        return f"{rendered} IS NOT NULL"
+    conditions = [f"{rendered} != ''", rf"NOT REGEXP_CONTAINS({rendered}, r'[^\x01-\x7F]')"]
+    if key.length is not None:
+        conditions.append(f"LENGTH({rendered}) <= {int(key.length)}")
+    return " AND ".join(conditions)
+
+
+def _source_has_duplicates(
+    bigquery: BigQueryRunner, mapping: Mapping, key_rendering: Rendering, snapshot_table: str
+) -> bool:
+    """Return whether two source rows share a key among the keys that SQL compares as Python does.
+
+    A repeated key there must not reach the proof, which would pair one target record with both
+    rows. Repeats among the other keys are found by `plan_changes`, because those rows are never
+    proven.
+    """
+    compared = _compared_key(mapping, key_rendering)
+    sql = (
+        f"SELECT COUNT(*) AS repeated FROM (SELECT {compared} AS compared FROM {quote_table(snapshot_table)} AS s "
+        f"WHERE {_simple_key_condition(mapping.key, key_rendering)} GROUP BY compared HAVING COUNT(*) > 1)"
     )
-    repeated = sorted(row["spelling"] for row in bigquery.iter_rows(source_sql))
-    if repeated:
-        raise DuplicateKeyError("source", key.target, repeated, case_sensitive=case_sensitive)
+    rows = list(bigquery.iter_rows(sql))
+    return int(rows[0]["repeated"]) > 0
+
+
+def _raise_source_error(
+    bigquery: BigQueryRunner,
+    mapping: Mapping,
+    key_rendering: Rendering,
+    snapshot_table: str,
+    staging_table: str,
+    excluded_keys: list[str] | None,
+    found: Exception | None,
+) -> NoReturn:
+    """Raise the error that `plan_changes` raises while it reads the whole source in snapshot order.
+
+    While it reads the source, plan_changes raises TargetRecordError at the first row that differs
+    from a target record whose value does not parse, and DuplicateKeyError at the end, listing the
+    spelling of every row whose key an earlier row had. Both depend on the order of the rows and
+    on every row with such a key, so the proof's remainder cannot decide them. This reads back, in
+    snapshot order, every source row that could take part: rows whose key SQL finds repeated, rows
+    whose key is outside ASCII or equals an excluded key, and rows whose key has a target record
+    that does not parse. It plans them with those target records, and re-raises what plan_changes
+    raises. A row left out has a key that no other row and no such record has, so it changes
+    neither error.
+
+    `found` is the error that planning the remainder raised, if any. It is raised as it is if the
+    rows read back raise nothing, which only a difference between BigQuery and Python could cause.
+    """
+    compared = _compared_key(mapping, key_rendering)
+    rendered = key_rendering.sql
+    snapshot = quote_table(snapshot_table)
+    staging = quote_table(staging_table)
+    candidates = [
+        f"{compared} IN (SELECT {compared} FROM numbered AS s "
+        f"WHERE {_simple_key_condition(mapping.key, key_rendering)} GROUP BY {compared} HAVING COUNT(*) > 1)",
+        f"{compared} IN (SELECT {FOLDED_KEY_COLUMN} FROM {staging} WHERE {UNPARSED_COLUMN})",
+    ]
+    if mapping.key.type.is_text:
+        candidates.append(rf"REGEXP_CONTAINS({rendered}, r'[^\x01-\x7F]')")
+    parameters = None
+    if excluded_keys is None:
+        # NOTE: with too many excluded keys to pass, every source row is read back and becomes a
+        # create in this plan, which takes memory in proportion to the source.
+        candidates.append("TRUE")
+    elif excluded_keys:
+        candidates.append(f"{compared} IN UNNEST(@excluded_keys)")
+        parameters = {"excluded_keys": excluded_keys}
+    source_sql = (
+        f"WITH numbered AS (SELECT s.*, ROW_NUMBER() OVER () AS {SOURCE_ROW_COLUMN} FROM {snapshot} AS s) "
+        f"SELECT * EXCEPT ({SOURCE_ROW_COLUMN}) FROM numbered AS s "
+        f"WHERE {rendered} IS NOT NULL AND ({' OR '.join(candidates)}) ORDER BY {SOURCE_ROW_COLUMN}"
+    )
+    columns = ", ".join(f"t.{_staged_name(position)}" for position in range(len(mapping.target_fields())))
+    target_sql = f"SELECT {columns} FROM {staging} AS t WHERE t.{UNPARSED_COLUMN} ORDER BY t.{RECORD_NUMBER_COLUMN}"
+
+    source_rows = bigquery.iter_rows(source_sql, parameters=parameters)
+    target_rows = _target_records(bigquery.iter_rows(target_sql), mapping)
+    plan_changes(source_rows, target_rows, mapping)  # raises the error, with its message
+    if found is not None:
+        raise found
+    raise AssertionError(
+        f"BigQuery found a repeated {mapping.key.target} in the source, but plan_changes found none in the rows read back"
+    )
 
 
 def _excluded_keys(
@@ -581,10 +789,16 @@ class _ProofQuery:
         self.snapshot = quote_table(snapshot_table)
         self.staging = quote_table(staging_table)
         self.key_sql: str | None = None
+        self.without_key: str | None = None
         self.proven: str | None = None
         self.parameters: dict[str, Any] | None = None
 
     def prove(self, key_rendering: Rendering, renderings: list[Rendering], excluded_keys: list[str]) -> None:
+        """Set the proof, and leave the source rows without a key out of the remainder.
+
+        Those rows are rejected apart (`_rejections_without_key`), numbered by their place in the
+        whole snapshot as plan_changes numbers them, not by their place in the remainder.
+        """
         key_column = f"t.{_staged_name(0)}"
         conditions = [f"t.{PROVABLE_COLUMN}"]
         for position, rendering in enumerate(renderings, start=1):
@@ -595,6 +809,7 @@ class _ProofQuery:
             conditions.append(f"{compared} NOT IN UNNEST(@excluded_keys)")
             self.parameters = {"excluded_keys": excluded_keys}
         self.key_sql = key_rendering.sql
+        self.without_key = _missing_key_condition(self.mapping, "s")
         self.proven = (
             f"proven AS (SELECT {key_column} AS k FROM {self.snapshot} AS s "
             f"JOIN {self.staging} AS t ON {self.key_sql} = {key_column} "
@@ -602,16 +817,20 @@ class _ProofQuery:
         )
 
     def count(self) -> str | None:
+        """Return the SQL that counts the proven pairs and the source rows without a key."""
         if self.proven is None:
             return None
-        return f"WITH {self.proven} SELECT COUNT(*) AS proven FROM proven"
+        return (
+            f"WITH {self.proven} SELECT COUNT(*) AS proven, "
+            f"(SELECT COUNTIF({self.without_key}) FROM {self.snapshot} AS s) AS without_key FROM proven"
+        )
 
     def source_remainder(self) -> str:
         if self.proven is None:
             return f"SELECT s.* FROM {self.snapshot} AS s"
         return (
             f"WITH {self.proven} SELECT s.* FROM {self.snapshot} AS s "
-            f"LEFT JOIN proven AS p ON {self.key_sql} = p.k WHERE p.k IS NULL"
+            f"LEFT JOIN proven AS p ON {self.key_sql} = p.k WHERE p.k IS NULL AND NOT ({self.without_key})"
         )
 
     def target_remainder(self) -> str:
@@ -624,12 +843,51 @@ class _ProofQuery:
         )
 
 
-def _count_proven(bigquery: BigQueryRunner, query: _ProofQuery) -> int:
+def _count_proven(bigquery: BigQueryRunner, query: _ProofQuery) -> tuple[int, int]:
+    """Return the number of proven pairs, and of source rows without a key that the remainder leaves out."""
     sql = query.count()
     if sql is None:
-        return 0
+        return 0, 0
     rows = list(bigquery.iter_rows(sql, parameters=query.parameters))
-    return int(rows[0]["proven"])
+    return int(rows[0]["proven"]), int(rows[0]["without_key"])
+
+
+def _missing_key_condition(mapping: Mapping, alias: str) -> str:
+    """Return the SQL condition that a source row has no key: NULL, or empty text.
+
+    These are the rows that plan_changes names "(source row N, no external id)". Only a STRING
+    or INT64 key column has a rendering, so only those two types reach here.
+    """
+    column = f"{alias}.{quote_identifier(mapping.key.source)}"
+    if mapping.key.type.is_text:
+        return f"({column} IS NULL OR {column} = '')"
+    return f"{column} IS NULL"
+
+
+def _rejections_without_key(bigquery: BigQueryRunner, mapping: Mapping, snapshot_table: str) -> list[Rejection]:
+    """Return the rejections of the source rows without a key, numbered by their place in the snapshot.
+
+    plan_changes numbers such a row by its place in the source it reads, counting from 1. The
+    snapshot order stands for the source query's order: bqemulator keeps it, and BigQuery
+    documents no order for a query without ORDER BY.
+    """
+    column = f"s.{quote_identifier(mapping.key.source)}"
+    sql = (
+        f"SELECT {column} AS k, s.{SOURCE_ROW_COLUMN} AS n FROM (SELECT {column}, "
+        f"ROW_NUMBER() OVER () AS {SOURCE_ROW_COLUMN} FROM {quote_table(snapshot_table)} AS s) AS s "
+        f"WHERE {_missing_key_condition(mapping, 's')} ORDER BY n"
+    )
+    convert = source_converter(mapping.key)
+    rejections = []
+    for row in bigquery.iter_rows(sql):
+        try:
+            convert(row["k"])
+        except InvalidValue as err:
+            # The label is the one plan_changes gives a row without a key.
+            rejections.append(Rejection(f"(source row {row['n']}, no external id)", str(err)))
+        else:
+            raise AssertionError(f"{mapping.key.target}: source_converter accepted the missing key {row['k']!r}")
+    return rejections
 
 
 def _target_records(rows: Iterable[dict[str, Any]], mapping: Mapping) -> Iterator[dict[str, Any]]:
