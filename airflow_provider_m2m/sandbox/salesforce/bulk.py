@@ -473,7 +473,7 @@ class BulkApi:
         id_field = job.object_def.field("Id")
         record_id = cells.get(id_field, "") if id_field else ""
         if job.operation in ("delete", "hardDelete"):
-            return self.store.delete(job.object_def, record_id)
+            return self.store.delete(job.object_def, record_id, hard=job.operation == "hardDelete")
 
         changes: dict[FieldDef, Any] = {}
         for column, (field_def, cell) in enumerate(zip(fields, row), start=1):

@@ -5,7 +5,7 @@ An unknown, expired or idle token gets 401 with `INVALID_SESSION_ID`.
 
 `api_calls` counts requests per endpoint kind, including rejected ones. The kinds are `token`,
 `query`, `query_more`, `describe_global`, `describe`, `create`, `retrieve`, `update`, `delete`,
-`upsert`, `collection_create`, `collection_upsert`, `collection_delete`, and for Bulk API 2.0 `bulk_ingest_create`,
+`upsert`, `collection_create`, `collection_update`, `collection_upsert`, `collection_delete`, and for Bulk API 2.0 `bulk_ingest_create`,
 `bulk_ingest_list`, `bulk_ingest_upload`, `bulk_ingest_status`, `bulk_ingest_state`,
 `bulk_ingest_delete`, `bulk_ingest_results` and the same six with `bulk_query_` (`create`, `list`,
 `status`, `state`, `delete`, `results`).
@@ -120,6 +120,7 @@ class SalesforceEmulator:
             ("GET", "/sobjects/{object}/{field}/{value}", "retrieve", rest.get_by_external_id),
             ("PATCH", "/sobjects/{object}/{field}/{value}", "upsert", rest.upsert),
             ("POST", "/composite/sobjects", "collection_create", rest.collection_create),
+            ("PATCH", "/composite/sobjects", "collection_update", rest.collection_update),
             ("PATCH", "/composite/sobjects/{object}/{field}", "collection_upsert", rest.collection_upsert),
             ("DELETE", "/composite/sobjects", "collection_delete", rest.collection_delete),
             ("POST", "/jobs/ingest", "bulk_ingest_create", bulk.create_ingest),
@@ -259,6 +260,17 @@ class SalesforceEmulator:
             for record_id in record_ids:
                 self.store.delete(object_def, record_id)
         return len(record_ids)
+
+    def purge_records(self, object_name: str, record_ids: Iterable[str]) -> None:
+        """Delete records for good, as emptying the Recycle Bin does. Raise KeyError for an Id that is not live.
+
+        A later update of a purged Id fails with INVALID_CROSS_REFERENCE_KEY, not ENTITY_IS_DELETED.
+        """
+        object_def = self._object(object_name)
+        with self.lock:
+            for record_id in record_ids:
+                if not self.store.delete(object_def, record_id, hard=True).success:
+                    raise KeyError(f"{object_def.name} has no live record {record_id}")
 
     def issued_tokens(self) -> list[str]:
         """Return every access token issued so far, live or expired, for secret leak scans."""

@@ -1,5 +1,5 @@
 """REST API resources under `/services/data/vXX.X/`: query, describe, sObject rows, upsert by
-external id and sObject Collections.
+external id and sObject Collections (create, update, upsert and delete).
 
 Failed requests return Salesforce's error list, `[{"message", "errorCode", "fields"}]`.
 """
@@ -29,6 +29,7 @@ MIN_QUERY_PAGE_SIZE = 200
 MAX_COLLECTION_RECORDS = 200
 
 NOT_FOUND = RecordError("NOT_FOUND", "The requested resource does not exist")
+MISSING_ID = RecordError("MISSING_ARGUMENT", "Id not specified in an update call")
 
 
 class ApiError(Exception):
@@ -375,6 +376,32 @@ class RestApi:
                 results.append(self.store.upsert(object_def, field_def, key_value, changes, user_id=session.user_id, undo=undo))
             results = self._apply_all_or_none(all_or_none, results, undo)
         return json_response(200, [result.to_result(with_created=True) for result in results])
+
+    def collection_update(self, request: Request, session: Session) -> Response:
+        """Update up to 200 records, each named by its `id`, and return one save result per record, in order.
+
+        An update never creates a record. A record in the Recycle Bin fails with ENTITY_IS_DELETED,
+        another missing Id with INVALID_CROSS_REFERENCE_KEY and a record without an Id with
+        MISSING_ARGUMENT. `allOrNone` (default false) rolls every update back when one fails.
+        """
+        all_or_none, records = self._collection_body(request)
+        planned = []
+        for record in records:
+            object_def = self._record_type(record)
+            # Field names in a JSON record are case-insensitive. The REST API Developer Guide's examples send `id`.
+            record_id = next((str(value) for name, value in record.items() if name.lower() == "id" and value), None)
+            fields = {name: value for name, value in record.items() if name.lower() != "id"}
+            planned.append((object_def, record_id, self.read_changes(object_def, fields)))
+        undo: UndoLog = []
+        results = []
+        with self.store.lock:
+            for object_def, record_id, changes in planned:
+                if record_id is None:
+                    results.append(SaveResult.failed(MISSING_ID))
+                    continue
+                results.append(self.store.update(object_def, record_id, changes, user_id=session.user_id, undo=undo))
+            results = self._apply_all_or_none(all_or_none, results, undo)
+        return json_response(200, [result.to_result(with_created=False) for result in results])
 
     def collection_delete(self, request: Request, session: Session) -> Response:
         """Delete up to 200 records named by `ids` (comma-separated); one save result per id, in order.

@@ -29,6 +29,9 @@ UndoLog = list[tuple[str, str, Record | None]]
 # The error the API returns for an update or a delete of a record that an approval process has locked.
 ENTITY_IS_LOCKED = RecordError("ENTITY_IS_LOCKED", "the entity is locked for editing")
 
+# The error the API returns for a write to a record that is in the Recycle Bin.
+ENTITY_IS_DELETED = RecordError("ENTITY_IS_DELETED", "entity is deleted")
+
 ROLLED_BACK = RecordError(
     "ALL_OR_NONE_OPERATION_ROLLED_BACK",
     "Record rolled back because not all records were valid and the request was using AllOrNone header",
@@ -81,6 +84,9 @@ class Store:
         self.ids = IdFactory()
         # Ids (18 characters) of records locked for editing, as an approval process locks them.
         self.locked_ids: set[str] = set()
+        # Ids (18 characters) of deleted records that are in the Recycle Bin. An update of one of
+        # them fails with ENTITY_IS_DELETED, and of any other missing Id with INVALID_CROSS_REFERENCE_KEY.
+        self.recycle_bin: set[str] = set()
         self._objects: dict[str, ObjectDef] = {}
         self._records: dict[str, dict[str, Record]] = {}
         self._index: dict[str, dict[str, dict[str, set[str]]]] = {}
@@ -162,6 +168,7 @@ class Store:
                 if previous is not None:
                     self._records[object_name][record_id] = previous
                     self._reindex(object_def, previous)
+                    self.recycle_bin.discard(record_id)
             undo.clear()
 
     # -- validation -------------------------------------------------------------------------------
@@ -258,6 +265,8 @@ class Store:
             if existing is None:
                 if not is_valid_id(record_id):
                     return SaveResult.failed(RecordError("MALFORMED_ID", f"Id: invalid id: {record_id}", ("Id",)))
+                if to_18(record_id) in self.recycle_bin:
+                    return SaveResult.failed(ENTITY_IS_DELETED)
                 return SaveResult.failed(RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id"))
             if existing["Id"] in self.locked_ids:
                 return SaveResult.failed(ENTITY_IS_LOCKED, record_id=existing["Id"])
@@ -296,17 +305,22 @@ class Store:
                 return self.update(object_def, matches[0], changes, user_id=user_id, undo=undo)
             return self.create(object_def, {**changes, external_field: external_value}, user_id=user_id, undo=undo)
 
-    def delete(self, object_def: ObjectDef, record_id: str, *, undo: UndoLog | None = None) -> SaveResult:
+    def delete(
+        self, object_def: ObjectDef, record_id: str, *, undo: UndoLog | None = None, hard: bool = False
+    ) -> SaveResult:
+        """Delete a record into the Recycle Bin, or with `hard` for good, as a Bulk API 2.0 hardDelete does."""
         with self.lock:
             existing = self.get(object_def, record_id)
             if existing is None:
                 if not is_valid_id(record_id):
                     return SaveResult.failed(RecordError("MALFORMED_ID", f"Id: invalid id: {record_id}", ("Id",)))
-                return SaveResult.failed(RecordError("ENTITY_IS_DELETED", "entity is deleted"))
+                return SaveResult.failed(ENTITY_IS_DELETED)
             if existing["Id"] in self.locked_ids:
                 return SaveResult.failed(ENTITY_IS_LOCKED, record_id=existing["Id"])
             if undo is not None:
                 undo.append((object_def.name, existing["Id"], copy.deepcopy(existing)))
             self._unindex(object_def, existing)
             del self._records[object_def.name][existing["Id"]]
+            if not hard:
+                self.recycle_bin.add(existing["Id"])
             return SaveResult(id=existing["Id"], success=True)

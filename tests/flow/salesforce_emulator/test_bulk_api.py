@@ -274,3 +274,24 @@ def test_bulk_insert_with_crlf_records(org: Org) -> None:
     assert summary["numberRecordsProcessed"] == 2
     assert summary["numberRecordsFailed"] == 0
     assert sorted(record["Name"] for record in org.emulator.records("Customer_Account__c")) == ["Plain", "Ünïcode\nline"]
+
+
+def test_bulk_update_of_deleted_records_fails(org: Org) -> None:
+    live, deleted, purged = org.emulator.insert_records(
+        "Customer_Account__c", [{"External_Id__c": f"ACC-{number}", "Name": "Old"} for number in range(3)]
+    )
+    sf = org.salesforce()
+    sf.Customer_Account__c.delete(deleted)
+    org.emulator.purge_records("Customer_Account__c", [purged])
+
+    [summary] = sf.bulk2.Customer_Account__c.update(
+        records=[{"Id": record_id, "Name": "New"} for record_id in (live, deleted, purged)], wait=WAIT
+    )
+    failed = _rows(sf.bulk2.Customer_Account__c.get_failed_records(summary["job_id"]))
+
+    assert summary["numberRecordsFailed"] == 2
+    assert {row["Id"]: row["sf__Error"] for row in failed} == {
+        deleted: "ENTITY_IS_DELETED:entity is deleted:--",
+        purged: "INVALID_CROSS_REFERENCE_KEY:invalid cross reference id:--",
+    }
+    assert [(record["Id"], record["Name"]) for record in org.emulator.records("Customer_Account__c")] == [(live, "New")]

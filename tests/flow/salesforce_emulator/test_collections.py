@@ -112,3 +112,72 @@ def test_concurrent_upserts_create_each_key_once(org: Org) -> None:
     assert statuses.count(201) == len(keys)
     assert statuses.count(200) == 3 * len(keys)
     assert sorted(record["External_Id__c"] for record in org.emulator.records("Customer_Account__c")) == sorted(keys)
+
+
+def _update(org: Org, records: list[dict[str, object]], all_or_none: bool = False) -> list[dict[str, object]]:
+    body = json.dumps({"allOrNone": all_or_none, "records": records})
+    return org.salesforce().restful("composite/sobjects", method="PATCH", data=body)
+
+
+def _by_id(record_id: str | None, **fields: object) -> dict[str, object]:
+    record: dict[str, object] = {"attributes": {"type": "Customer_Account__c"}, **fields}
+    if record_id is not None:
+        record["id"] = record_id
+    return record
+
+
+def test_collection_update_results_in_order(org: Org) -> None:
+    live, deleted, purged = org.emulator.insert_records(
+        "Customer_Account__c", [{"External_Id__c": f"ACC-{number}", "Name": "Old"} for number in range(3)]
+    )
+    org.salesforce().Customer_Account__c.delete(deleted)
+    org.emulator.purge_records("Customer_Account__c", [purged])
+
+    results = _update(
+        org,
+        [_by_id(live, Name="New"), _by_id(deleted, Name="New"), _by_id(purged, Name="New"), _by_id(None, Name="New")],
+    )
+
+    assert results[0] == {"id": live, "success": True, "errors": []}
+    assert [result["success"] for result in results] == [True, False, False, False]
+    assert results[1] == {
+        "success": False,
+        "errors": [{"statusCode": "ENTITY_IS_DELETED", "message": "entity is deleted", "fields": []}],
+    }
+    assert results[2]["errors"][0]["statusCode"] == "INVALID_CROSS_REFERENCE_KEY"
+    assert results[3]["errors"][0]["statusCode"] == "MISSING_ARGUMENT"
+    records = org.emulator.records("Customer_Account__c")
+    assert [(record["Id"], record["Name"]) for record in records] == [(live, "New")]
+    assert org.emulator.api_calls["collection_update"] == 1
+
+
+def test_collection_update_accepts_capital_Id(org: Org) -> None:
+    [record_id] = org.emulator.insert_records("Customer_Account__c", [{"External_Id__c": "ACC-1", "Name": "Old"}])
+
+    results = _update(org, [{"attributes": {"type": "Customer_Account__c"}, "Id": record_id, "Name": "New"}])
+
+    assert results == [{"id": record_id, "success": True, "errors": []}]
+    assert org.emulator.records("Customer_Account__c")[0]["Name"] == "New"
+
+
+def test_collection_update_all_or_none_rolls_back(org: Org) -> None:
+    first, second = org.emulator.insert_records(
+        "Customer_Account__c", [{"External_Id__c": f"ACC-{number}", "Name": "Old"} for number in range(2)]
+    )
+    org.salesforce().Customer_Account__c.delete(second)
+
+    results = _update(org, [_by_id(first, Name="New"), _by_id(second, Name="New")], all_or_none=True)
+
+    assert results[0]["errors"][0]["statusCode"] == "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    assert results[1]["errors"][0]["statusCode"] == "ENTITY_IS_DELETED"
+    assert [record["Name"] for record in org.emulator.records("Customer_Account__c")] == ["Old"]
+
+
+def test_collection_update_rejects_more_than_200(org: Org) -> None:
+    [record_id] = org.emulator.insert_records("Customer_Account__c", [{"External_Id__c": "ACC-1", "Name": "Old"}])
+
+    with pytest.raises(SalesforceMalformedRequest) as raised:
+        _update(org, [_by_id(record_id, Name="New")] * 201)
+
+    assert raised.value.content[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
+    assert org.emulator.records("Customer_Account__c")[0]["Name"] == "Old"
