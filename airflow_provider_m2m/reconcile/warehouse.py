@@ -17,6 +17,11 @@ validity rule of normalize.py (NaN, required fields, NUL, field length) is writt
 Keys: a provable key is ASCII text or an INT64 number, so NFC changes nothing and LOWER equals
 `str.casefold()`. Non-ASCII keys are never proven. Where NFC or case folding maps one to an ASCII
 key, that key is excluded from the proof too, so `plan_changes` receives both spellings.
+
+Errors: the target's are raised while staging and by one grouping query, before any source
+error, as `plan_changes` reads the whole target first. The source's are raised by `plan_changes`
+itself, on every source row that could take part, read back in snapshot order
+(`_raise_source_error`).
 """
 
 from __future__ import annotations
@@ -229,7 +234,8 @@ def query_body(source_sql: str) -> str:
         elif pair == "/*":
             close = source_sql.find("*/", position + 2)
             if close < 0:
-                raise ValueError(f"source_sql has a /* comment at {_location(source_sql, position)} that never ends")
+                location = _location(source_sql, position)
+                raise ValueError(f"source_sql has an unterminated /* comment at {location}; close it with */")
             position = close + 2
         elif character == ";":
             if semicolon < 0:
@@ -238,8 +244,8 @@ def query_body(source_sql: str) -> str:
         else:
             if semicolon >= 0:
                 raise ValueError(
-                    f"source_sql has another statement after the semicolon at {_location(source_sql, semicolon)}; "
-                    "the warehouse path runs it as one subquery, so give a single SELECT query"
+                    f"source_sql has another statement after the semicolon at {_location(source_sql, semicolon)}. "
+                    "The warehouse path runs it as one subquery, so pass a single query"
                 )
             position = _token_end(source_sql, position)
             end = position
@@ -267,7 +273,7 @@ def _token_end(sql: str, start: int) -> int:
         else:
             position += 1
     what = "quoted identifier" if quote == "`" else "string literal"
-    raise ValueError(f"source_sql has a {what} at {_location(sql, start)} that never ends")
+    raise ValueError(f"source_sql has an unterminated {what} at {_location(sql, start)}; close it with {delimiter}")
 
 
 def _location(sql: str, index: int) -> str:
@@ -421,14 +427,26 @@ def plan_changes_in_warehouse(
 ) -> WarehousePlan:
     """Plan the writes like `plan_changes`, with BigQuery proving the unchanged pairs it can.
 
-    `source_sql` is a GoogleSQL query, run once as a subquery into the snapshot table
-    `<staging_table>_source`. `target_records` are Bulk API 2.0 query records (field name to
-    text), loaded into `staging_table`. Both tables get a one-day expiration and are dropped
-    before returning. `staging_table` is `project.dataset.table`, must not exist yet, and must be
-    in a dataset in the same location as the tables the source query reads.
+    `source_sql` is one GoogleSQL query, run once as a subquery into the snapshot table
+    `<staging_table>_source`. Semicolons and comments after its last token are dropped. A second
+    statement raises ValueError before anything is created. `target_records` are Bulk API 2.0
+    query records (field name to text), loaded into `staging_table`. Both tables get a one-day
+    expiration and are dropped before returning. `staging_table` is `project.dataset.table`, must
+    not exist yet, and must be in a dataset in the same location as the tables the source query
+    reads.
 
-    Raises DuplicateKeyError or TargetRecordError where `plan_changes` would. The plan's counts
-    include the proven pairs in `read_source`, `read_target` and `unchanged`.
+    Raises DuplicateKeyError or TargetRecordError where `plan_changes` would, the same error with
+    the same message when both apply. The plan's counts include the proven pairs in
+    `read_source`, `read_target` and `unchanged`.
+
+    Where plan_changes depends on the order of the source rows (the N of a rejected row "(source
+    row N, no external id)", the first target record that does not parse, and the spelling listed
+    for a repeated key that folds case), this uses the order in which BigQuery scans the snapshot
+    table. bqemulator keeps the source query's order there, ORDER BY included.
+
+    NOTE: BigQuery does not document that a table keeps the order of the query that filled it, so
+    there these three may differ from a plan_changes run on the source query. The rest of the plan
+    and of the error, including which error is raised, does not depend on the order.
     """
     from google.cloud import bigquery as bq  # optional extra: airflow-provider-m2m[bigquery-client]
 
@@ -531,7 +549,7 @@ def _column_types(schema: Iterable[Any]) -> dict[str, str]:
             column_type = f"{column_type} COLLATE {collation}"
         if str(field.mode).upper() == "REPEATED":
             # The schema gives an ARRAY column its element type and mode REPEATED. Its values are
-            # lists, which no rendering takes; plan_changes rejects or converts them.
+            # lists, which no rendering takes, so plan_changes rejects or converts them.
             column_type = f"ARRAY<{column_type}>"
         types[field.name] = column_type
     return types
@@ -709,11 +727,10 @@ def _raise_source_error(
     from a target record whose value does not parse, and DuplicateKeyError at the end, listing the
     spelling of every row whose key an earlier row had. Both depend on the order of the rows and
     on every row with such a key, so the proof's remainder cannot decide them. This reads back, in
-    snapshot order, every source row that could take part: rows whose key SQL finds repeated, rows
-    whose key is outside ASCII or equals an excluded key, and rows whose key has a target record
-    that does not parse. It plans them with those target records, and re-raises what plan_changes
-    raises. A row left out has a key that no other row and no such record has, so it changes
-    neither error.
+    snapshot order, every source row that could take part. Those are the rows whose key SQL finds
+    repeated, is outside ASCII, equals an excluded key, or has a target record that does not parse.
+    It plans them with those target records, and plan_changes raises its error. A row left out has
+    a key that no other row and no such record has, so it changes neither error.
 
     `found` is the error that planning the remainder raised, if any. It is raised as it is if the
     rows read back raise nothing, which only a difference between BigQuery and Python could cause.
@@ -751,7 +768,8 @@ def _raise_source_error(
     if found is not None:
         raise found
     raise AssertionError(
-        f"BigQuery found a repeated {mapping.key.target} in the source, but plan_changes found none in the rows read back"
+        f"BigQuery found a repeated {mapping.key.target} in the source, "
+        "but plan_changes found none in the rows read back"
     )
 
 

@@ -2,7 +2,7 @@
 without a key, the spelling of repeated keys, which of two errors wins, source SQL that ends in a
 semicolon or a comment, and ARRAY or STRUCT source columns.
 
-The source table holds several variants of the same rows, loaded in `seq` order, which the
+The source table contains several variants of the same rows, loaded in `seq` order, which the
 emulator keeps when it scans a table, so both paths read the source in the same order.
 """
 
@@ -14,12 +14,18 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from google.api_core.exceptions import NotFound
 
 from airflow_provider_m2m.hooks.bigquery import BigQueryM2MHook
 from airflow_provider_m2m.reconcile.diff import plan_changes
 from airflow_provider_m2m.reconcile.mapping import FieldMapping, FieldType, Mapping
 from airflow_provider_m2m.reconcile.plan import DuplicateKeyError, Plan, TargetRecordError
-from airflow_provider_m2m.reconcile.warehouse import WarehousePlan, plan_changes_in_warehouse
+from airflow_provider_m2m.reconcile.warehouse import (
+    SOURCE_SNAPSHOT_SUFFIX,
+    WarehousePlan,
+    plan_changes_in_warehouse,
+    query_body,
+)
 from airflow_provider_m2m.sandbox import Sandbox, start_sandbox
 from airflow_provider_m2m.sandbox.bigquery import load_table
 
@@ -143,7 +149,9 @@ def _assert_same_plan(result: WarehousePlan, expected: Plan) -> None:
     assert plan.counts() == expected.counts()
 
 
-def _expected_error(hook: BigQueryM2MHook, source_sql: str, targets: list[dict[str, str]], mapping: Mapping) -> Exception:
+def _expected_error(
+    hook: BigQueryM2MHook, source_sql: str, targets: list[dict[str, str]], mapping: Mapping
+) -> Exception:
     with pytest.raises((DuplicateKeyError, TargetRecordError)) as raised:
         plan_changes(hook.iter_rows(source_sql), targets, mapping)
     return raised.value
@@ -160,34 +168,64 @@ def _warehouse_error(
 # Rows without a key ---------------------------------------------------------------------------------
 
 
-def test_missing_keys_numbered_as_python(hook: BigQueryM2MHook) -> None:
-    source_sql = _sql("missing_keys")
+@pytest.mark.parametrize(
+    ("order", "numbers"),
+    [("", [121, 181, 6]), (" ORDER BY seq DESC", [195, 20, 80])],
+)
+def test_missing_keys_numbered_as_python(hook: BigQueryM2MHook, order: str, numbers: list[int]) -> None:
+    source_sql = _sql("missing_keys") + order
     targets = _records(VARIANTS["missing_keys"])
     expected = plan_changes(hook.iter_rows(source_sql), targets, MAPPING)
 
     result = plan_changes_in_warehouse(hook, source_sql, iter(targets), MAPPING, _staging_table("stage_missing"))
 
     assert [rejection.key for rejection in expected.rejected] == [
-        "(source row 121, no external id)",
-        "(source row 181, no external id)",
-        "(source row 6, no external id)",
+        f"(source row {number}, no external id)" for number in numbers
     ]
     _assert_same_plan(result, expected)
     assert result.proven_unchanged == ROWS - len(MISSING_KEYS)
 
 
+def test_missing_integer_keys_numbered_as_python(hook: BigQueryM2MHook) -> None:
+    mapping = Mapping(
+        key=FieldMapping("number", "Number__c", FieldType.INTEGER),
+        fields=[FieldMapping("name", "Name", FieldType.STRING)],
+    )
+    source_sql = (
+        f"SELECT IF(seq IN (7, 150), NULL, seq) AS number, name FROM `{PROJECT}.{DATASET}.{TABLE}` "
+        "WHERE variant = 'plain'"
+    )
+    targets = [{"Number__c": str(seq), "Name": f"Name {seq}"} for seq in range(ROWS)]
+    expected = plan_changes(hook.iter_rows(source_sql), targets, mapping)
+
+    result = plan_changes_in_warehouse(hook, source_sql, iter(targets), mapping, _staging_table("stage_missing_int"))
+
+    assert [rejection.key for rejection in expected.rejected] == [
+        "(source row 151, no external id)",
+        "(source row 8, no external id)",
+    ]
+    _assert_same_plan(result, expected)
+    assert result.proven_unchanged == ROWS - 2
+
+
 # Repeated keys ----------------------------------------------------------------------------------------
 
 
-def test_source_duplicates_listed_as_python(hook: BigQueryM2MHook) -> None:
-    source_sql = _sql("source_duplicates")
+@pytest.mark.parametrize(
+    ("order", "keys"),
+    # plan_changes lists the spelling of each later row, so the order decides between "ACC-0010"
+    # and "acc-0010".
+    [("", ["acc-0010", "ÜX-1", "ÜX-2"]), (" ORDER BY seq DESC", ["ACC-0010", "ÜX-1", "ÜX-2"])],
+)
+def test_source_duplicates_listed_as_python(hook: BigQueryM2MHook, order: str, keys: list[str]) -> None:
+    source_sql = _sql("source_duplicates") + order
     targets = _records(VARIANTS["plain"])
     expected = _expected_error(hook, source_sql, targets, MAPPING)
 
     raised = _warehouse_error(hook, source_sql, targets, MAPPING, "stage_source_dups")
 
     assert isinstance(expected, DuplicateKeyError)
-    assert expected.keys == ["acc-0010", "ÜX-1", "ÜX-2"]
+    assert expected.keys == keys
     assert isinstance(raised, DuplicateKeyError)
     assert raised.side == "source"
     assert raised.keys == expected.keys
@@ -321,6 +359,48 @@ def test_source_sql_endings_accepted(hook: BigQueryM2MHook, ending: str) -> None
 
     _assert_same_plan(result, expected)
     assert result.proven_unchanged == ROWS
+
+
+@pytest.mark.parametrize(
+    ("source_sql", "message"),
+    [
+        ("SELECT 1 AS account_id; SELECT 2 AS account_id", "another statement after the semicolon at line 1, column 23"),
+        ("SELECT 'ACC-1 AS account_id", "unterminated string literal at line 1, column 8"),
+        ("SELECT 1 AS account_id /* unfinished", "unterminated /* comment at line 1, column 24"),
+        ("-- nothing but a comment\n;", "contains no query"),
+    ],
+)
+def test_source_sql_rejected_up_front(hook: BigQueryM2MHook, source_sql: str, message: str) -> None:
+    table = _staging_table("stage_rejected_sql")
+
+    with pytest.raises(ValueError, match="source_sql") as raised:
+        plan_changes_in_warehouse(hook, source_sql, iter([]), MAPPING, table)
+
+    assert message in str(raised.value)
+    client = hook.get_client()
+    for name in (table, table + SOURCE_SNAPSHOT_SUFFIX):
+        with pytest.raises(NotFound):
+            client.get_table(name)
+
+
+@pytest.mark.parametrize(
+    ("source_sql", "body"),
+    [
+        ("SELECT 1;", "SELECT 1"),
+        ("SELECT 1 ;; \n", "SELECT 1"),
+        ("SELECT 1 -- one\nFROM t -- two", "SELECT 1 -- one\nFROM t"),
+        ("SELECT 1 # one\n; # two", "SELECT 1"),
+        ("SELECT 1 /* ; */ ;/* three */", "SELECT 1"),
+        ("SELECT '--;' ;", "SELECT '--;'"),
+        ('SELECT "#;" ;', 'SELECT "#;"'),
+        ("SELECT '''a;\n-- b''' ;", "SELECT '''a;\n-- b'''"),
+        (r"SELECT r'\' -- c' ;", r"SELECT r'\' -- c'"),
+        (r"SELECT 'it\'s;' ;", r"SELECT 'it\'s;'"),
+        ("SELECT `a;--b` FROM t;", "SELECT `a;--b` FROM t"),
+    ],
+)
+def test_query_body_cuts_after_last_token(source_sql: str, body: str) -> None:
+    assert query_body(source_sql) == body
 
 
 # ARRAY and STRUCT source columns ---------------------------------------------------------------------
