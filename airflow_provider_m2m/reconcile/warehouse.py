@@ -272,8 +272,8 @@ def _token_end(sql: str, start: int) -> int:
             break  # only triple-quoted literals span lines
         else:
             position += 1
-    what = "quoted identifier" if quote == "`" else "string literal"
-    raise ValueError(f"source_sql has an unterminated {what} at {_location(sql, start)}; close it with {delimiter}")
+    kind = "quoted identifier" if quote == "`" else "string literal"
+    raise ValueError(f"source_sql has an unterminated {kind} at {_location(sql, start)}; close it with {delimiter}")
 
 
 def _location(sql: str, index: int) -> str:
@@ -436,8 +436,10 @@ def plan_changes_in_warehouse(
     reads.
 
     Raises DuplicateKeyError or TargetRecordError where `plan_changes` would, the same error with
-    the same message when both apply. The plan's counts include the proven pairs in
-    `read_source`, `read_target` and `unchanged`.
+    the same message when both apply. Unlike `plan_changes`, it runs the source query before it
+    reads `target_records`, so a failing query stops the run before any target record error, and
+    it raises TargetRecordError for a target value that is not text. The plan's counts include
+    the proven pairs in `read_source`, `read_target` and `unchanged`.
 
     Where plan_changes depends on the order of the source rows (the N of a rejected row "(source
     row N, no external id)", the first target record that does not parse, and the spelling listed

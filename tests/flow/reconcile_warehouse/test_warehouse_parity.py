@@ -364,7 +364,7 @@ def test_source_sql_endings_accepted(hook: BigQueryM2MHook, ending: str) -> None
 @pytest.mark.parametrize(
     ("source_sql", "message"),
     [
-        ("SELECT 1 AS account_id; SELECT 2 AS account_id", "another statement after the semicolon at line 1, column 23"),
+        ("SELECT 1 AS account_id; SELECT 2", "another statement after the semicolon at line 1, column 23"),
         ("SELECT 'ACC-1 AS account_id", "unterminated string literal at line 1, column 8"),
         ("SELECT 1 AS account_id /* unfinished", "unterminated /* comment at line 1, column 24"),
         ("-- nothing but a comment\n;", "contains no query"),
