@@ -423,3 +423,18 @@ def test_nested_column_planned_in_python(hook: BigQueryM2MHook, name_column: str
     assert result.proven_unchanged == 0
     assert len(expected.rejected) == ROWS  # plan_changes rejects a list or a dict for a text field
     _assert_same_plan(result, expected)
+
+
+def test_array_key_planned_in_python(hook: BigQueryM2MHook) -> None:
+    source_sql = (
+        f"SELECT [account_id] AS account_id, name, revenue FROM `{PROJECT}.{DATASET}.{TABLE}` "
+        "WHERE variant = 'plain'"
+    )
+    targets = _records(VARIANTS["plain"])
+    expected = plan_changes(hook.iter_rows(source_sql), targets, MAPPING)
+
+    result = plan_changes_in_warehouse(hook, source_sql, iter(targets), MAPPING, _staging_table("stage_array_key"))
+
+    assert result.proven_unchanged == 0
+    assert len(expected.rejected) == ROWS  # plan_changes rejects a list as a text key
+    _assert_same_plan(result, expected)
