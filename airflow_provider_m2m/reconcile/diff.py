@@ -457,9 +457,14 @@ def _spelling_of(entry: str) -> str:
     return entry.rpartition(SEPARATOR)[2]
 
 
+def missing_key_label(row_number: int) -> str:
+    """Return how a plan names source row `row_number` (counted from 1) when it has no external id."""
+    return f"(source row {row_number}, no external id)"
+
+
 def _raw_key_text(raw_key: Any, row_number: int) -> str:
     if raw_key is None or raw_key == "":
-        return f"(source row {row_number}, no external id)"
+        return missing_key_label(row_number)
     return str(raw_key)
 
 

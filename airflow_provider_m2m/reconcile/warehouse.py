@@ -38,7 +38,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import IO, Any, NoReturn, Protocol
 
-from airflow_provider_m2m.reconcile.diff import plan_changes
+from airflow_provider_m2m.reconcile.diff import missing_key_label, plan_changes
 from airflow_provider_m2m.reconcile.mapping import FieldMapping, FieldType, Mapping
 from airflow_provider_m2m.reconcile.normalize import (
     NULL_TEXT,
@@ -903,8 +903,7 @@ def _rejections_without_key(bigquery: BigQueryRunner, mapping: Mapping, snapshot
         try:
             convert(row["k"])
         except InvalidValue as err:
-            # The label is the one plan_changes gives a row without a key.
-            rejections.append(Rejection(f"(source row {row['n']}, no external id)", str(err)))
+            rejections.append(Rejection(missing_key_label(row["n"]), str(err)))
         else:
             raise AssertionError(f"{mapping.key.target}: source_converter accepted the missing key {row['k']!r}")
     return rejections
