@@ -14,7 +14,7 @@ import io
 import logging
 import re
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, UTC
@@ -93,6 +93,10 @@ MAX_REST_QUERY_BYTES = 12_000
 # SOQL quoted strings escape these characters with a backslash (SOQL and SOSL Reference, "Quoted
 # String Escape Sequences").
 _SOQL_ESCAPES = {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+# The operation each outcome of a write carries. `RecordOutcome` names a write by its role in a
+# reconciliation, and an update by record Id is how orphans are flagged.
+# TODO: label updates "update" once reconcile.result.OPERATIONS lists it.
+_OUTCOME_OPERATIONS = {"upsert": "upsert", "update": "flag", "delete": "delete"}
 # The status code that starts a Bulk API 2.0 sf__Error cell, as in "ENTITY_IS_DELETED:entity is deleted:--".
 _BULK_ERROR_CODE = re.compile(r"^([A-Z][A-Z_]*):")
 
@@ -488,6 +492,26 @@ def _result_kinds(job: Mapping[str, Any], uploaded: int) -> list[str]:
     return kinds
 
 
+def _collections_record(object_name: str, record: Mapping[str, Any], operation: str) -> dict[str, Any]:
+    """Build one record of an sObject Collections request body; None values are left out.
+
+    An update names the record by `id`, as the REST API Developer Guide's examples spell it.
+    """
+    body: dict[str, Any] = {"attributes": {"type": object_name}}
+    for name, value in record.items():
+        if value is None:
+            continue
+        body["id" if operation == "update" and name == "Id" else name] = json_value(value)
+    return body
+
+
+def _every_outcome(outcomes: list[RecordOutcome | None]) -> list[RecordOutcome]:
+    """Return the outcomes once each record has one; a missing outcome is a bug in this hook."""
+    final = [outcome for outcome in outcomes if outcome is not None]
+    assert len(final) == len(outcomes), "every input record must have exactly one outcome"
+    return final
+
+
 def _first_error_code(errors: Any) -> str | None:
     if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
         return errors[0].get("statusCode") or errors[0].get("errorCode")
@@ -818,34 +842,13 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             else:
                 sendable.append(index)
 
-        if len(sendable) <= bulk_threshold:
-            self._upsert_collections(object_name, external_id_field, records, sendable, outcomes)
-        else:
-            # Bulk API 2.0 reads a "#N/A" cell as null, so a text value that is literally "#N/A"
-            # would be stored as null while its outcome reports success. sObject Collections send
-            # JSON and store the text, so those records go there.
-            literal: list[int] = []
-            bulk: list[int] = []
-            for index in sendable:
-                (literal if has_literal_csv_null(records[index]) else bulk).append(index)
-            if literal:
-                log.info(
-                    "Sending %d %s records through sObject Collections on connection %r because a value "
-                    "is the text %r, which Bulk API 2.0 would store as null",
-                    len(literal),
-                    object_name,
-                    self.salesforce_m2m_conn_id,
-                    BULK_CSV_NULL,
-                )
-                self._upsert_collections(object_name, external_id_field, records, literal, outcomes)
-            if bulk:
-                self._upsert_bulk(object_name, external_id_field, records, bulk, outcomes)
+        path = f"composite/sobjects/{quote(object_name, safe='')}/{quote(external_id_field, safe='')}"
+        self._send_records(
+            object_name, path, external_id_field, records, sendable, outcomes, "upsert", bulk_threshold=bulk_threshold
+        )
 
-        final = [outcome for outcome in outcomes if outcome is not None]
-        assert len(final) == len(records), "every input record must have exactly one outcome"
-        counts: dict[str, int] = defaultdict(int)
-        for outcome in final:
-            counts[outcome.status] += 1
+        final = _every_outcome(outcomes)
+        counts = Counter(outcome.status for outcome in final)
         log.info(
             "Upserted %d %s records on connection %r: %d created, %d updated, %d failed, %d unprocessed",
             len(records),
@@ -858,60 +861,162 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         )
         return final
 
-    def _upsert_collections(
+    def _send_records(
         self,
         object_name: str,
-        external_id_field: str,
-        records: list[dict[str, Any]],
+        collections_path: str,
+        key_field: str,
+        records: Sequence[Mapping[str, Any]],
         indexes: list[int],
         outcomes: list[RecordOutcome | None],
+        operation: str,
+        *,
+        bulk_threshold: int,
     ) -> None:
-        path = f"composite/sobjects/{quote(object_name, safe='')}/{quote(external_id_field, safe='')}"
+        """Upsert or update up to `bulk_threshold` records through sObject Collections, and more through Bulk API 2.0.
+
+        Bulk API 2.0 reads a "#N/A" cell as null, so a text value that is literally "#N/A" would
+        be stored as null while its outcome reports success. sObject Collections send JSON and
+        store the text, so those records go there in either case.
+        """
+        collections: list[int] = []
+        bulk: list[int] = []
+        if len(indexes) <= bulk_threshold:
+            collections = indexes
+        else:
+            for index in indexes:
+                (collections if has_literal_csv_null(records[index]) else bulk).append(index)
+            if collections:
+                log.info(
+                    "Sending %d %s records through sObject Collections on connection %r because a value "
+                    "is the text %r, which Bulk API 2.0 would store as null",
+                    len(collections),
+                    object_name,
+                    self.salesforce_m2m_conn_id,
+                    BULK_CSV_NULL,
+                )
+        if collections:
+            self._send_collections(
+                object_name, collections_path, key_field, records, collections, outcomes, operation=operation
+            )
+        if bulk:
+            self._send_bulk(object_name, key_field, records, bulk, outcomes, operation=operation)
+
+    def _send_collections(
+        self,
+        object_name: str,
+        path: str,
+        key_field: str,
+        records: Sequence[Mapping[str, Any]],
+        indexes: list[int],
+        outcomes: list[RecordOutcome | None],
+        *,
+        operation: str,
+    ) -> None:
+        """Upsert (PATCH on the external id path) or update (PATCH `composite/sobjects`) records in requests of 200.
+
+        Each outcome is keyed by the record's `key_field` value: the external id for an upsert, the
+        record Id for an update.
+        """
+        label = _OUTCOME_OPERATIONS[operation]
         for start in range(0, len(indexes), COLLECTIONS_BATCH_SIZE):
             chunk = indexes[start : start + COLLECTIONS_BATCH_SIZE]
-            body_records = []
-            for index in chunk:
-                record = {"attributes": {"type": object_name}}
-                record.update(
-                    {name: json_value(item) for name, item in records[index].items() if item is not None}
-                )
-                body_records.append(record)
+            body_records = [_collections_record(object_name, records[index], operation) for index in chunk]
             # allOrNone false: each record succeeds or fails on its own, and the response lists
-            # one result per record in request order.
+            # one result per record in request order (REST API Developer Guide, "Update Records
+            # Using sObject Collections" and "Upsert Records Using sObject Collections").
             response = self._request("PATCH", path, json={"allOrNone": False, "records": body_records})
             results = response.json()
             if not isinstance(results, list) or len(results) != len(chunk):
                 raise SalesforceApiError(
-                    f"Connection {self.salesforce_m2m_conn_id!r}: sObject Collections upsert returned "
+                    f"Connection {self.salesforce_m2m_conn_id!r}: sObject Collections {operation} returned "
                     f"{len(results) if isinstance(results, list) else 'no'} results for {len(chunk)} records"
                 )
             for index, result in zip(chunk, results, strict=True):
-                key = str(records[index][external_id_field])
+                key = str(records[index][key_field])
+                # A failed update's result has no id, but the request named the record.
+                record_id = result.get("id") or (key if operation == "update" else None)
                 if result.get("success"):
                     status = "created" if result.get("created") else "updated"
-                    outcomes[index] = RecordOutcome(key, status, result.get("id"), None)
+                    outcomes[index] = RecordOutcome(key, status, record_id, None, operation=label)
                 else:
+                    errors = result.get("errors")
                     outcomes[index] = RecordOutcome(
-                        key, "failed", result.get("id"), _error_text(result.get("errors"))
+                        key,
+                        "failed",
+                        record_id,
+                        _error_text(errors),
+                        operation=label,
+                        error_code=_first_error_code(errors),
                     )
 
-    def _upsert_bulk(
+    def _send_bulk(
         self,
         object_name: str,
-        external_id_field: str,
-        records: list[dict[str, Any]],
+        key_field: str,
+        records: Sequence[Mapping[str, Any]],
         indexes: list[int],
         outcomes: list[RecordOutcome | None],
+        *,
+        operation: str,
     ) -> None:
-        columns: dict[str, None] = {external_id_field: None}
+        """Write records in Bulk API 2.0 ingest jobs whose CSV has `key_field` as first column."""
+        columns: dict[str, None] = {key_field: None}
         for index in indexes:
             columns.update(dict.fromkeys(records[index]))
         header = list(columns)
         for chunk in self._bulk_chunks(header, records, indexes):
-            self._run_ingest_job(object_name, external_id_field, header, records, chunk, outcomes)
+            self._run_ingest_job(object_name, key_field, header, records, chunk, outcomes, operation=operation)
+
+    # Updates by record Id
+
+    def update_records(
+        self,
+        object_name: str,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
+    ) -> list[RecordOutcome]:
+        """Update records by record Id and return one outcome per record, in input order, keyed by the Id.
+
+        Each record contains `Id` and the fields to set: the `NULL` sentinel sets a field to null,
+        and a None value leaves it as it is. Up to `bulk_threshold` records go through sObject
+        Collections in requests of 200, more through Bulk API 2.0 `update` jobs, except records
+        with a text value of exactly `#N/A`, as in `upsert_records`.
+
+        An update never creates a record. A record deleted since its Id was read fails with
+        `error_code` ENTITY_IS_DELETED while it is in the Recycle Bin, and an Id that was purged or
+        never existed fails with INVALID_CROSS_REFERENCE_KEY. Each outcome is "updated", "failed"
+        or "unprocessed", and its operation is "flag" (see `_OUTCOME_OPERATIONS`).
+        """
+        label = _OUTCOME_OPERATIONS["update"]
+        outcomes: list[RecordOutcome | None] = [None] * len(records)
+        sendable: list[int] = []
+        for index, record in enumerate(records):
+            record_id = record.get("Id")
+            if isinstance(record_id, str) and record_id:
+                sendable.append(index)
+            else:
+                outcomes[index] = RecordOutcome("", "failed", None, "record has no Id to update", operation=label)
+
+        path = "composite/sobjects"
+        self._send_records(object_name, path, "Id", records, sendable, outcomes, "update", bulk_threshold=bulk_threshold)
+
+        final = _every_outcome(outcomes)
+        counts = Counter(outcome.status for outcome in final)
+        log.info(
+            "Updated %d of %d %s records by Id on connection %r: %d failed, %d unprocessed",
+            counts["updated"],
+            len(records),
+            object_name,
+            self.salesforce_m2m_conn_id,
+            counts["failed"],
+            counts["unprocessed"],
+        )
+        return final
 
     def _bulk_chunks(
-        self, header: list[str], records: list[dict[str, Any]], indexes: list[int]
+        self, header: list[str], records: Sequence[Mapping[str, Any]], indexes: list[int]
     ) -> Iterator[list[int]]:
         """Split the records into groups whose CSV stays under the Bulk API 2.0 upload limit."""
         chunk: list[int] = []
@@ -933,7 +1038,7 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         object_name: str,
         external_id_field: str,
         header: list[str],
-        records: list[dict[str, Any]],
+        records: Sequence[Mapping[str, Any]],
         chunk: list[int],
         outcomes: list[RecordOutcome | None],
         *,
@@ -974,7 +1079,7 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         job_id: str,
         job: Mapping[str, Any],
         external_id_field: str,
-        records: list[dict[str, Any]],
+        records: Sequence[Mapping[str, Any]],
         chunk: list[int],
         outcomes: list[RecordOutcome | None],
         *,
@@ -982,10 +1087,11 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
     ) -> None:
         """Map the job's successful, failed and unprocessed result rows back to the input records.
 
-        Rows are matched by the external id text as uploaded (the Id for a delete job); a key
-        uploaded twice is matched in order. A record that is in no result file is counted as
+        Rows are matched by the external id text as uploaded (the Id for an update or delete job);
+        a key uploaded twice is matched in order. A record that is in no result file is counted as
         unprocessed.
         """
+        label = _OUTCOME_OPERATIONS[operation]
         pending: dict[str, deque[int]] = defaultdict(deque)
         for index in chunk:
             pending[csv_value(records[index][external_id_field])].append(index)
@@ -1004,25 +1110,27 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
                     unmatched += 1
                     continue
                 key = str(records[index][external_id_field])
+                # A failed row of an update or delete job may have no sf__Id, but its Id column names the record.
+                record_id = row.get("sf__Id") or (key if external_id_field == "Id" else None)
                 if kind == "successfulResults":
                     created = row.get("sf__Created", "").lower() == "true"
                     status = "created" if created else "updated"
                     if operation == "delete":
                         status = "deleted"
-                    outcomes[index] = RecordOutcome(key, status, row.get("sf__Id") or None, None, operation=operation)
+                    outcomes[index] = RecordOutcome(key, status, record_id, None, operation=label)
                 elif kind == "failedResults":
                     error = row.get("sf__Error") or "failed"
                     outcomes[index] = RecordOutcome(
                         key,
                         "failed",
-                        row.get("sf__Id") or None,
+                        record_id,
                         error,
-                        operation=operation,
+                        operation=label,
                         error_code=_bulk_error_code(error),
                     )
                 else:
                     outcomes[index] = RecordOutcome(
-                        key, "unprocessed", None, f"job {job_id} ended before this record", operation=operation
+                        key, "unprocessed", None, f"job {job_id} ended before this record", operation=label
                     )
 
         if unmatched:
@@ -1042,7 +1150,7 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
                 "unprocessed",
                 None,
                 f"job {job_id} ({job.get('state')}) returned no result for this record",
-                operation=operation,
+                operation=label,
             )
 
     # Deletes
@@ -1072,11 +1180,8 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             for chunk in self._bulk_chunks(["Id"], records, sendable):
                 self._run_ingest_job(object_name, "Id", ["Id"], records, chunk, outcomes, operation="delete")
 
-        final = [outcome for outcome in outcomes if outcome is not None]
-        assert len(final) == len(record_ids), "every input Id must have exactly one outcome"
-        counts: dict[str, int] = defaultdict(int)
-        for outcome in final:
-            counts[outcome.status] += 1
+        final = _every_outcome(outcomes)
+        counts = Counter(outcome.status for outcome in final)
         log.info(
             "Deleted %d of %d %s records on connection %r: %d failed, %d unprocessed",
             counts["deleted"],

@@ -22,6 +22,7 @@ from airflow_provider_m2m.reconcile.orphans import (
     account_orphans,
     check_orphan_limit,
     flag_records,
+    ids_to_recheck,
     parse_orphan_action,
     plan_orphan_work,
     validate_orphan_flag,
@@ -46,9 +47,10 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
     every planned record (created, updated, failed, unprocessed).
 
     Records in the target that the source does not have (orphans) are reported by default. With
-    `orphans="flag"` the operator sets the `orphan_flag` fields on them by upsert on the external
-    id, and with `orphans="delete"` it deletes them by record Id; deleted records go to the Recycle
-    Bin. Either one first checks `max_orphans` and `max_orphan_fraction` and fails before writing
+    `orphans="flag"` the operator sets the `orphan_flag` fields on them by an update of their record
+    Id, so an orphan deleted meanwhile is counted as gone and never re-created. With
+    `orphans="delete"` it deletes them by record Id, and deleted records go to the Recycle Bin.
+    Either one first checks `max_orphans` and `max_orphan_fraction` and fails before writing
     anything when there are more orphans than they allow. A flagged record that returns to the
     source keeps its flag unless the mapping writes the flag field from the source, for example
     `SELECT ..., FALSE AS missing_from_source`. See docs/reconcile.md.
@@ -281,15 +283,17 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
         """Flag or delete the orphans of `work` and account for every orphan of the plan."""
         if work is None:
             return OrphanResult.reported(plan.orphans)
+        purged_ids: set[str] = set()
         if work.action == "flag" and work.targets:
             outcomes = self._flag_orphans(salesforce, work)
+            purged_ids = self._purged_ids(salesforce, ids_to_recheck(outcomes))
         elif work.action == "delete" and work.targets:
             outcomes = salesforce.delete_records(
                 self.target_object, list(work.targets.values()), bulk_threshold=self.bulk_threshold
             )
         else:
             outcomes = []
-        result = account_orphans(work, outcomes)
+        result = account_orphans(work, outcomes, purged_ids=purged_ids)
         result.check_totals()
         log.info(
             "Orphans of %s (%s): %s",
@@ -300,24 +304,50 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
         return result
 
     def _flag_orphans(self, salesforce: SalesforceM2MHook, work: OrphanWork) -> list[RecordOutcome]:
-        """Write the flag on the work's orphans and return one outcome per orphan.
+        """Write the flag on the work's orphans by record Id and return one outcome per orphan, keyed by the Id.
 
         Salesforce rejects a whole request whose flag value does not fit the field's type, after
         the upserts of this run are written. Each orphan then fails with that error, so that the
         run still accounts for it and writes the failures CSV.
         """
-        key_field = self.mapping.key.target
-        records = flag_records(work, key_field, self.orphan_flag or {})
+        records = flag_records(work, self.orphan_flag or {})
         try:
-            return salesforce.upsert_records(self.target_object, key_field, records, bulk_threshold=self.bulk_threshold)
+            return salesforce.update_records(self.target_object, records, bulk_threshold=self.bulk_threshold)
         except SalesforceApiError as err:
             error = f"orphan_flag {sorted(self.orphan_flag or {})} could not be written: {err}"
             log.error("Flagging %d orphans of %s failed: %s", len(records), self.target_object, error)
             error_code = err.error_codes[0] if err.error_codes else None
             return [
-                RecordOutcome(str(record[key_field]), "failed", None, error, operation="upsert", error_code=error_code)
+                RecordOutcome(record["Id"], "failed", record["Id"], error, operation="flag", error_code=error_code)
                 for record in records
             ]
+
+    def _purged_ids(self, salesforce: SalesforceM2MHook, record_ids: list[str]) -> set[str]:
+        """Return the Ids among `record_ids` that a lookup by Id no longer finds.
+
+        Their flag update failed with INVALID_CROSS_REFERENCE_KEY because the record was purged
+        after the orphan lookup. When this lookup fails, the orphans stay counted as failed.
+        """
+        if not record_ids:
+            return set()
+        try:
+            rows = salesforce.lookup_records(self.target_object, "Id", record_ids, bulk_threshold=self.bulk_threshold)
+        except SalesforceApiError as err:
+            log.warning(
+                "Checking whether %d orphans of %s still exist failed, so they count as failed: %s",
+                len(record_ids),
+                self.target_object,
+                err,
+            )
+            return set()
+        purged = set(record_ids) - {row["Id"] for row in rows}
+        log.info(
+            "%d of %d orphans of %s whose flag update failed with an invalid cross reference no longer exist",
+            len(purged),
+            len(record_ids),
+            self.target_object,
+        )
+        return purged
 
     def _write_failures(self, context: Context, failures: list[Any], plan: Plan) -> str:
         base = Path(self.failures_dir) if self.failures_dir else Path.cwd() / "reconcile_failures"

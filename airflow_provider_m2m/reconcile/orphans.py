@@ -1,22 +1,27 @@
 """Orphans: target records whose external id the source does not have. Imports nothing from Airflow.
 
 A run reports orphans by default. With the action "flag" it sets fields on them (for example
-`Active__c = false`) by upsert on the external id, and with "delete" it deletes them by record Id.
-Deleted records go to the org's Recycle Bin, where Salesforce keeps them restorable for 15 days.
+`Active__c = false`) by an update of their record Id, and with "delete" it deletes them by record
+Id. Deleted records go to the org's Recycle Bin, where Salesforce keeps them restorable for 15 days.
+An update never creates a record, so an orphan deleted after the lookup stays deleted and counts as
+gone.
 
 1. `check_orphan_limit` stops a flag or delete run before anything is written when there are more
    orphans than the run allows, so a broken or empty source query cannot wipe an object.
 2. `plan_orphan_work` matches the orphan keys with the records a lookup by key returned: the Ids to
    write, the orphans whose flag fields already hold the values, and the keys no longer there.
 3. `account_orphans` turns the work and the write outcomes into an `OrphanResult`. Its
-   `check_totals` raises when the orphans are not each in exactly one status.
+   `check_totals` raises when the orphans are not each in exactly one status. A write that failed
+   because the record no longer exists counts as gone: ENTITY_IS_DELETED (the record is in the
+   Recycle Bin), or INVALID_CROSS_REFERENCE_KEY for an Id that a lookup after the write no longer
+   found (the record was purged). `ids_to_recheck` lists the Ids for that lookup.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -30,8 +35,12 @@ ORPHAN_STATUSES = ("reported", "flagged", "already_flagged", "deleted", "gone", 
 # A healthy nightly source rarely loses a tenth of an object; an empty or broken query loses all.
 DEFAULT_MAX_ORPHAN_FRACTION = 0.1
 
-# Salesforce's status code for a record that is already deleted (in the Recycle Bin or purged).
+# Salesforce's status code for a write to a record that is already deleted (in the Recycle Bin).
 ENTITY_IS_DELETED = "ENTITY_IS_DELETED"
+# Salesforce's status code for an update of an Id that names no record, as after a purge. A
+# reference field set to an Id of no record fails with it too, so it alone does not prove the
+# orphan gone.
+INVALID_CROSS_REFERENCE_KEY = "INVALID_CROSS_REFERENCE_KEY"
 
 MAX_KEYS_IN_MESSAGE = 20
 
@@ -220,13 +229,27 @@ def plan_orphan_work(
     return work
 
 
-def flag_records(work: OrphanWork, key_field: str, flag: Mapping[str, FlagValue]) -> list[dict[str, Any]]:
-    """Return the records that set the flag fields on the work's orphans by upsert on the external id.
+def flag_records(work: OrphanWork, flag: Mapping[str, FlagValue]) -> list[dict[str, Any]]:
+    """Return the records that set the flag fields on the work's orphans by an update of their record Id.
 
-    A None flag value becomes NULL, because a None in an upsert record leaves the field unchanged.
+    A None flag value becomes NULL, because a None in an update record leaves the field unchanged.
     """
     values = {name: NULL if value is None else value for name, value in flag.items()}
-    return [{key_field: key, **values} for key in work.targets]
+    return [{"Id": record_id, **values} for record_id in work.targets.values()]
+
+
+def ids_to_recheck(outcomes: Iterable[RecordOutcome]) -> list[str]:
+    """Return the record Ids of failed writes that may name a purged record.
+
+    Salesforce reports an update of a purged record with INVALID_CROSS_REFERENCE_KEY, as it does a
+    flag value that refers to no record. A lookup of these Ids separates the two: the Ids it no
+    longer finds go to `account_orphans` as `purged_ids`.
+    """
+    return [
+        outcome.key
+        for outcome in outcomes
+        if outcome.status == "failed" and outcome.error_code == INVALID_CROSS_REFERENCE_KEY
+    ]
 
 
 @dataclass
@@ -276,13 +299,15 @@ class OrphanResult:
         return [failure_sample(outcome) for outcome in self.failures]
 
 
-def account_orphans(work: OrphanWork, outcomes: Iterable[RecordOutcome]) -> OrphanResult:
+def account_orphans(
+    work: OrphanWork, outcomes: Iterable[RecordOutcome], *, purged_ids: Collection[str] = ()
+) -> OrphanResult:
     """Count the end of every orphan from the work and the outcomes of its writes.
 
-    Flag outcomes carry the external id as key, delete outcomes the record Id. A flag write that
-    created a record means the orphan was deleted after the lookup, so the upsert made a new
-    record: it counts as failed, with the new Id, so that an operator can remove it. A delete that
-    Salesforce rejects with ENTITY_IS_DELETED counts as gone.
+    Outcomes carry the record Id as key, for flag and delete writes alike. A write that Salesforce
+    rejects with ENTITY_IS_DELETED, or that failed for a record Id in `purged_ids` (Ids that a
+    lookup after the write no longer found), counts as gone: the orphan was deleted after the
+    lookup, which is what a delete would have achieved.
     """
     result = OrphanResult(action=work.action, orphans=len(work.keys))
     result.counts["already_flagged"] = len(work.already_flagged)
@@ -290,21 +315,22 @@ def account_orphans(work: OrphanWork, outcomes: Iterable[RecordOutcome]) -> Orph
     for failure in work.failed:
         _add(result, "failed", failure)
 
-    key_of = {record_id: key for key, record_id in work.targets.items()} if work.action == "delete" else None
+    key_of = {record_id: key for key, record_id in work.targets.items()}
+    purged = set(purged_ids)
     seen: set[str] = set()
     unknown: list[str] = []
     repeated: list[str] = []
     unexpected: list[str] = []
     for outcome in outcomes:
-        key = key_of.get(outcome.key) if key_of is not None else outcome.key
-        if key is None or key not in work.targets:
+        key = key_of.get(outcome.key)
+        if key is None:
             unknown.append(outcome.key)
             continue
         if key in seen:
             repeated.append(key)
             continue
         seen.add(key)
-        end = _orphan_end(work.action, key, outcome)
+        end = _orphan_end(work.action, key, outcome, purged)
         if end is None:
             unexpected.append(f"{key} ({outcome.status})")
             continue
@@ -321,25 +347,23 @@ def account_orphans(work: OrphanWork, outcomes: Iterable[RecordOutcome]) -> Orph
     return result
 
 
-def _orphan_end(action: str, key: str, outcome: RecordOutcome) -> tuple[str, RecordOutcome] | None:
+def _orphan_end(
+    action: str, key: str, outcome: RecordOutcome, purged_ids: set[str]
+) -> tuple[str, RecordOutcome] | None:
     """Return the orphan status a write outcome means and the outcome restated under the orphan's
     key and action, or None when the action cannot produce that outcome."""
-    restated = dataclasses.replace(outcome, key=key, operation=action)
+    record_id = outcome.key
+    restated = dataclasses.replace(
+        outcome, key=key, operation=action, salesforce_id=outcome.salesforce_id or record_id
+    )
+    if outcome.status == "failed" and (outcome.error_code == ENTITY_IS_DELETED or record_id in purged_ids):
+        return "gone", restated
     if outcome.status in ("failed", "unprocessed"):
-        if action == "delete" and outcome.error_code == ENTITY_IS_DELETED:
-            return "gone", restated
         return outcome.status, restated
-    if action == "delete":
-        return ("deleted", restated) if outcome.status == "deleted" else None
-    if outcome.status == "updated":
-        return "flagged", restated
-    if outcome.status == "created":
-        message = (
-            f"the record was deleted after the lookup, so the flag upsert created a new record "
-            f"{outcome.salesforce_id}; delete it"
-        )
-        return "failed", dataclasses.replace(restated, status="failed", error=message)
-    return None
+    written = "deleted" if action == "delete" else "updated"
+    if outcome.status != written:
+        return None
+    return ("deleted" if action == "delete" else "flagged"), restated
 
 
 def _add(result: OrphanResult, status: str, outcome: RecordOutcome) -> None:

@@ -1,4 +1,4 @@
-"""SalesforceM2MHook's lookup by key and deletes, and orphan accounting, against the sandbox over HTTPS.
+"""SalesforceM2MHook's lookup by key, updates by Id and deletes, and orphan accounting, against the sandbox over HTTPS.
 
 Each test inserts its own records under a key prefix of its own, so the shared sandbox's seeded
 records stay as other tests expect them.
@@ -11,7 +11,8 @@ from collections import Counter
 import pytest
 
 from airflow_provider_m2m.hooks.salesforce import SalesforceM2MHook
-from airflow_provider_m2m.reconcile.orphans import account_orphans, flag_records, plan_orphan_work
+from airflow_provider_m2m.reconcile import NULL
+from airflow_provider_m2m.reconcile.orphans import account_orphans, flag_records, ids_to_recheck, plan_orphan_work
 from airflow_provider_m2m.sandbox import Sandbox
 from airflow_provider_m2m.sandbox.salesforce import SalesforceEmulator
 
@@ -143,7 +144,7 @@ def test_flag_lookup_skips_flagged_records(emulator: SalesforceEmulator) -> None
     rows = hook.lookup_records(OBJECT, KEY, keys, [FLAG])
     work = plan_orphan_work("flag", keys, rows, KEY, {FLAG: True})
 
-    outcomes = hook.upsert_records(OBJECT, KEY, flag_records(work, KEY, {FLAG: True}))
+    outcomes = hook.update_records(OBJECT, flag_records(work, {FLAG: True}))
     result = account_orphans(work, outcomes)
 
     result.check_totals()
@@ -162,18 +163,103 @@ def test_delete_failed_bulk_job_is_unprocessed(emulator: SalesforceEmulator) -> 
     assert len(_stored_keys(emulator, "DFJ")) == 20
 
 
-def test_flag_after_delete_counts_failed(emulator: SalesforceEmulator) -> None:
-    ids = _insert(emulator, "FAD", 3)
+@pytest.mark.parametrize("bulk_threshold", [200, 1], ids=["collections", "bulk"])
+def test_flag_after_delete_counts_gone(emulator: SalesforceEmulator, bulk_threshold: int) -> None:
+    ids = _insert(emulator, f"FAD{bulk_threshold}", 4)
     keys = list(ids)
     hook = SalesforceM2MHook()
     work = plan_orphan_work("flag", keys, hook.lookup_records(OBJECT, KEY, keys, [FLAG]), KEY, {FLAG: True})
-    # Someone deletes one record between the lookup and the flag upsert.
-    hook.delete_records(OBJECT, [ids["FAD-000001"]])
+    # Between the lookup and the flag update, someone deletes one record and purges another.
+    hook.delete_records(OBJECT, [ids[keys[1]]])
+    emulator.purge_records(OBJECT, [ids[keys[2]]])
+    records_before = len(emulator.records(OBJECT))
 
-    outcomes = hook.upsert_records(OBJECT, KEY, flag_records(work, KEY, {FLAG: True}))
-    result = account_orphans(work, outcomes)
+    outcomes = hook.update_records(OBJECT, flag_records(work, {FLAG: True}), bulk_threshold=bulk_threshold)
+    recheck = ids_to_recheck(outcomes)
+    found = {row["Id"] for row in hook.lookup_records(OBJECT, "Id", recheck)}
+    result = account_orphans(work, outcomes, purged_ids=set(recheck) - found)
 
     result.check_totals()
     assert result.counts["flagged"] == 2
-    assert result.counts["failed"] == 1
-    assert [(failure.key, failure.operation) for failure in result.failures] == [("FAD-000001", "flag")]
+    assert result.counts["gone"] == 2
+    assert result.failures == []
+    assert _stored_keys(emulator, f"FAD{bulk_threshold}") == {keys[0], keys[3]}
+    assert len(emulator.records(OBJECT)) == records_before
+
+
+def test_update_records_collections_outcomes(emulator: SalesforceEmulator) -> None:
+    ids = list(_insert(emulator, "UCO", 5).values())
+    SalesforceM2MHook().delete_records(OBJECT, [ids[1]])
+    emulator.purge_records(OBJECT, [ids[2]])
+    emulator.lock_records([ids[3]])
+    calls_before = emulator.api_calls["collection_update"]
+    records = [{"Id": record_id, FLAG: True, "Notes__c": NULL} for record_id in ids] + [{FLAG: True}]
+    try:
+        outcomes = SalesforceM2MHook().update_records(OBJECT, records)
+    finally:
+        emulator.lock_records([])
+
+    assert [outcome.status for outcome in outcomes] == ["updated", "failed", "failed", "failed", "updated", "failed"]
+    assert [outcome.key for outcome in outcomes] == [*ids, ""]
+    assert [outcome.error_code for outcome in outcomes[1:4]] == [
+        "ENTITY_IS_DELETED",
+        "INVALID_CROSS_REFERENCE_KEY",
+        "ENTITY_IS_LOCKED",
+    ]
+    assert [outcome.salesforce_id for outcome in outcomes[:5]] == ids
+    assert "no Id" in (outcomes[5].error or "")
+    assert emulator.api_calls["collection_update"] - calls_before == 1
+    stored = {record["Id"]: record for record in emulator.records(OBJECT) if record[KEY].startswith("UCO")}
+    assert set(stored) == {ids[0], ids[3], ids[4]}
+    assert [stored[record_id][FLAG] for record_id in (ids[0], ids[3], ids[4])] == [True, False, True]
+
+
+def test_update_records_bulk_outcomes(emulator: SalesforceEmulator) -> None:
+    ids = list(_insert(emulator, "UBU", 30).values())
+    SalesforceM2MHook().delete_records(OBJECT, [ids[7]])
+    emulator.lock_records([ids[11]])
+    jobs_before = emulator.api_calls["bulk_ingest_create"]
+    collections_before = emulator.api_calls["collection_update"]
+    try:
+        outcomes = SalesforceM2MHook().update_records(
+            OBJECT, [{"Id": record_id, FLAG: True} for record_id in ids], bulk_threshold=10
+        )
+    finally:
+        emulator.lock_records([])
+
+    assert Counter(outcome.status for outcome in outcomes) == Counter({"updated": 28, "failed": 2})
+    failed = {outcome.key: outcome for outcome in outcomes if outcome.status == "failed"}
+    assert failed[ids[7]].error_code == "ENTITY_IS_DELETED"
+    assert failed[ids[7]].salesforce_id == ids[7]
+    assert failed[ids[11]].error_code == "ENTITY_IS_LOCKED"
+    assert emulator.api_calls["bulk_ingest_create"] - jobs_before == 1
+    assert emulator.api_calls["collection_update"] == collections_before
+    flagged = {record["Id"] for record in emulator.records(OBJECT) if record[KEY].startswith("UBU") and record[FLAG]}
+    assert flagged == set(ids) - {ids[7], ids[11]}
+
+
+def test_update_records_sends_literal_na_by_collections(emulator: SalesforceEmulator) -> None:
+    ids = list(_insert(emulator, "UNA", 12).values())
+    records = [{"Id": record_id, "Notes__c": "#N/A" if number == 0 else "checked"} for number, record_id in enumerate(ids)]
+    calls_before = emulator.api_calls["collection_update"]
+
+    outcomes = SalesforceM2MHook().update_records(OBJECT, records, bulk_threshold=5)
+
+    assert [outcome.status for outcome in outcomes] == ["updated"] * 12
+    assert emulator.api_calls["collection_update"] - calls_before == 1
+    notes = {record["Id"]: record["Notes__c"] for record in emulator.records(OBJECT) if record["Id"] in ids}
+    assert notes[ids[0]] == "#N/A"
+    assert {notes[record_id] for record_id in ids[1:]} == {"checked"}
+
+
+def test_update_survives_session_timeout(emulator: SalesforceEmulator) -> None:
+    ids = list(_insert(emulator, "UEX", 3).values())
+    hook = SalesforceM2MHook()
+    hook.get_token()
+    grants_before = emulator.api_calls["token"]
+    emulator.expire_all_sessions()
+
+    outcomes = hook.update_records(OBJECT, [{"Id": record_id, FLAG: True} for record_id in ids])
+
+    assert [outcome.status for outcome in outcomes] == ["updated"] * 3
+    assert emulator.api_calls["token"] == grants_before + 1

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_m2m.hooks.salesforce import SalesforceApiError
+from airflow_provider_m2m.hooks.salesforce import SalesforceApiError, SalesforceM2MHook
 from airflow_provider_m2m.operators.reconcile import BigQueryToSalesforceReconcileOperator
 from airflow_provider_m2m.reconcile import FieldMapping, FieldType, Mapping, OrphanLimitError
 from airflow_provider_m2m.reconcile.orphans import ORPHAN_STATUSES
@@ -25,7 +25,7 @@ from airflow_provider_m2m.sandbox.seed import SeedData
 OBJECT = "Customer_Account__c"
 KEY = "External_Id__c"
 FLAG = "Missing_From_Source__c"
-WRITE_CALLS = ("collection_upsert", "collection_delete", "upsert", "update", "delete", "bulk_ingest_create")
+WRITE_CALLS = ("collection_upsert", "collection_update", "collection_delete", "upsert", "update", "delete", "bulk_ingest_create")
 
 COLUMNS = (
     "account_id, name, email, country, tier, annual_revenue, employees, is_active, signup_date, "
@@ -182,6 +182,57 @@ def test_returning_record_keeps_flag_unless_mapped(
     assert mapped["orphans_already_flagged"] == 50
     assert all(cleared[key][FLAG] is False for key in returning)
     assert all(cleared[key][FLAG] is True for key in orphans)
+
+
+def _delete_after_lookup(
+    monkeypatch: pytest.MonkeyPatch, emulator: SalesforceEmulator, deleted_id: str, purged_id: str
+) -> None:
+    """Make someone delete one record and purge another right after the orphan lookup by key."""
+    lookup = SalesforceM2MHook.lookup_records
+
+    def lookup_then_delete(self: SalesforceM2MHook, object_name: str, key_field: str, *args: Any, **kwargs: Any) -> Any:
+        rows = lookup(self, object_name, key_field, *args, **kwargs)
+        if key_field == KEY:
+            self.delete_records(object_name, [deleted_id])
+            emulator.purge_records(object_name, [purged_id])
+        return rows
+
+    monkeypatch.setattr(SalesforceM2MHook, "lookup_records", lookup_then_delete)
+
+
+@pytest.mark.parametrize("bulk_threshold", [200, 20], ids=["collections", "bulk"])
+def test_flag_never_recreates_deleted_orphan(
+    emulator: SalesforceEmulator,
+    seed: SeedData,
+    tmp_path: Path,
+    context: dict,
+    monkeypatch: pytest.MonkeyPatch,
+    bulk_threshold: int,
+) -> None:
+    orphans = _orphan_keys(seed)
+    deleted_key, purged_key = orphans[4], orphans[9]
+    before = _targets(emulator)
+    _delete_after_lookup(monkeypatch, emulator, before[deleted_key]["Id"], before[purged_key]["Id"])
+    collection_updates = emulator.api_calls["collection_update"]
+    operator = _operator(
+        tmp_path, orphans="flag", orphan_flag={FLAG: True}, max_orphan_fraction=0.2, bulk_threshold=bulk_threshold
+    )
+
+    result = operator.execute(context)
+
+    after = _targets(emulator)
+    assert result["orphans_flagged"] == 48
+    assert result["orphans_gone"] == 2
+    assert result["orphans_failed"] == 0
+    assert _status_total(result) == 50
+    assert deleted_key not in after
+    assert purged_key not in after
+    # Only the plan's creates add records: the flag write created none.
+    assert len(after) == len(before) + result["created"] - 2
+    assert all(after[key][FLAG] is True for key in orphans if key not in (deleted_key, purged_key))
+    assert not [sample for sample in result["failure_samples"] if sample["operation"] == "flag"]
+    # 50 orphans to flag: one Collections request under a threshold of 200, a Bulk API 2.0 job over 20.
+    assert emulator.api_calls["collection_update"] - collection_updates == (1 if bulk_threshold == 200 else 0)
 
 
 # delete

@@ -15,6 +15,7 @@ from airflow_provider_m2m.reconcile.orphans import (
     check_orphan_limit,
     flag_matches,
     flag_records,
+    ids_to_recheck,
     parse_orphan_action,
     plan_orphan_work,
     validate_orphan_flag,
@@ -155,9 +156,9 @@ def test_flag_records_null_value() -> None:
     flag = {"Status__c": None, FLAG: True}
     work = plan_orphan_work("flag", ["A"], _rows(("A", "ID1", "false")), KEY, flag)
 
-    records = flag_records(work, KEY, flag)
+    records = flag_records(work, flag)
 
-    assert records == [{KEY: "A", "Status__c": NULL, FLAG: True}]
+    assert records == [{"Id": "ID1", "Status__c": NULL, FLAG: True}]
 
 
 # matching lookup rows
@@ -207,18 +208,20 @@ def test_work_rejects_report() -> None:
 
 
 def test_account_flag_outcomes() -> None:
-    keys = ["A", "B", "C", "D", "E", "F"]
-    rows = _rows(*[(key, f"ID{key}", "false") for key in keys[:5]], ("F", "IDF", "true"))
+    keys = ["A", "B", "C", "D", "E", "F", "G", "H"]
+    rows = _rows(*[(key, f"ID{key}", "false") for key in keys[:7]], ("H", "IDH", "true"))
     work = plan_orphan_work("flag", keys, rows, KEY, {FLAG: True})
     outcomes = [
-        RecordOutcome("A", "updated", "IDA"),
-        RecordOutcome("B", "updated", "IDB"),
-        RecordOutcome("C", "failed", "IDC", "ENTITY_IS_LOCKED: the entity is locked for editing"),
-        RecordOutcome("D", "unprocessed", None, "job ended"),
-        RecordOutcome("E", "created", "NEW1"),
+        RecordOutcome("IDA", "updated", "IDA", operation="flag"),
+        RecordOutcome("IDB", "updated", "IDB", operation="flag"),
+        RecordOutcome("IDC", "failed", "IDC", "ENTITY_IS_LOCKED: locked", "flag", "ENTITY_IS_LOCKED"),
+        RecordOutcome("IDD", "unprocessed", None, "job ended", "flag"),
+        RecordOutcome("IDE", "failed", None, "ENTITY_IS_DELETED: entity is deleted", "flag", "ENTITY_IS_DELETED"),
+        RecordOutcome("IDF", "failed", "IDF", "INVALID_CROSS_REFERENCE_KEY: invalid", "flag", "INVALID_CROSS_REFERENCE_KEY"),
+        RecordOutcome("IDG", "failed", "IDG", "INVALID_CROSS_REFERENCE_KEY: invalid", "flag", "INVALID_CROSS_REFERENCE_KEY"),
     ]
 
-    result = account_orphans(work, outcomes)
+    result = account_orphans(work, outcomes, purged_ids={"IDF"})
 
     result.check_totals()
     assert result.counts == {
@@ -226,17 +229,38 @@ def test_account_flag_outcomes() -> None:
         "flagged": 2,
         "already_flagged": 1,
         "deleted": 0,
-        "gone": 0,
+        "gone": 2,
         "failed": 2,
         "unprocessed": 1,
     }
     assert [(failure.key, failure.status, failure.operation) for failure in result.failures] == [
         ("C", "failed", "flag"),
         ("D", "unprocessed", "flag"),
-        ("E", "failed", "flag"),
+        ("G", "failed", "flag"),
     ]
-    assert "created a new record NEW1" in (result.failures[2].error or "")
+    assert [failure.salesforce_id for failure in result.failures] == ["IDC", "IDD", "IDG"]
     assert result.not_written == 3
+
+
+def test_recheck_lists_unknown_id_failures() -> None:
+    outcomes = [
+        RecordOutcome("ID1", "updated", "ID1", operation="flag"),
+        RecordOutcome("ID2", "failed", "ID2", "invalid", "flag", "INVALID_CROSS_REFERENCE_KEY"),
+        RecordOutcome("ID3", "failed", None, "deleted", "flag", "ENTITY_IS_DELETED"),
+        RecordOutcome("ID4", "failed", "ID4", "locked", "flag", "ENTITY_IS_LOCKED"),
+    ]
+
+    assert ids_to_recheck(outcomes) == ["ID2"]
+
+
+def test_account_flag_never_created() -> None:
+    """An update cannot create a record, so a "created" flag outcome is an accounting problem."""
+    work = plan_orphan_work("flag", ["A"], _rows(("A", "IDA", "false")), KEY, {FLAG: True})
+
+    result = account_orphans(work, [RecordOutcome("IDA", "created", "NEW1", operation="flag")])
+
+    with pytest.raises(AccountingError, match="an outcome that a flag write cannot have: A \\(created\\)"):
+        result.check_totals()
 
 
 def test_account_delete_outcomes_by_id() -> None:
