@@ -35,7 +35,8 @@ ORPHAN_STATUSES = ("reported", "flagged", "already_flagged", "deleted", "gone", 
 # A healthy nightly source rarely loses a tenth of an object; an empty or broken query loses all.
 DEFAULT_MAX_ORPHAN_FRACTION = 0.1
 
-# Salesforce's status code for a write to a record that is already deleted (in the Recycle Bin).
+# Salesforce's status code for a write to a record that is already deleted, at least while the
+# record is in the Recycle Bin.
 ENTITY_IS_DELETED = "ENTITY_IS_DELETED"
 # Salesforce's status code for an update of an Id that names no record, as after a purge. A
 # reference field set to an Id of no record fails with it too, so it alone does not prove the
