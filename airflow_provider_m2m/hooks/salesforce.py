@@ -987,7 +987,8 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         An update never creates a record. A record deleted since its Id was read fails with
         `error_code` ENTITY_IS_DELETED while it is in the Recycle Bin, and an Id that was purged or
         never existed fails with INVALID_CROSS_REFERENCE_KEY. Each outcome is "updated", "failed"
-        or "unprocessed", and its operation is "flag" (see `_OUTCOME_OPERATIONS`).
+        or "unprocessed". Its operation is "flag", because flagging orphans is the reconcile write
+        that updates by Id.
         """
         label = _OUTCOME_OPERATIONS["update"]
         outcomes: list[RecordOutcome | None] = [None] * len(records)

@@ -41,6 +41,8 @@ ENTITY_IS_DELETED = "ENTITY_IS_DELETED"
 # Salesforce's status code for an update of an Id that names no record, as after a purge. A
 # reference field set to an Id of no record fails with it too, so it alone does not prove the
 # orphan gone.
+# NOTE: that a purged Id gets this code comes from third-party error references and the sandbox,
+# not from a real org. Another code would leave the orphan failed, never re-created.
 INVALID_CROSS_REFERENCE_KEY = "INVALID_CROSS_REFERENCE_KEY"
 
 MAX_KEYS_IN_MESSAGE = 20
