@@ -93,10 +93,6 @@ MAX_REST_QUERY_BYTES = 12_000
 # SOQL quoted strings escape these characters with a backslash (SOQL and SOSL Reference, "Quoted
 # String Escape Sequences").
 _SOQL_ESCAPES = {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
-# The operation each outcome of a write carries. `RecordOutcome` names a write by its role in a
-# reconciliation, and an update by record Id is how orphans are flagged.
-# TODO: label updates "update" once reconcile.result.OPERATIONS lists it.
-_OUTCOME_OPERATIONS = {"upsert": "upsert", "update": "flag", "delete": "delete"}
 # The status code that starts a Bulk API 2.0 sf__Error cell, as in "ENTITY_IS_DELETED:entity is deleted:--".
 _BULK_ERROR_CODE = re.compile(r"^([A-Z][A-Z_]*):")
 
@@ -918,7 +914,6 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         Each outcome is keyed by the record's `key_field` value: the external id for an upsert, the
         record Id for an update.
         """
-        label = _OUTCOME_OPERATIONS[operation]
         for start in range(0, len(indexes), COLLECTIONS_BATCH_SIZE):
             chunk = indexes[start : start + COLLECTIONS_BATCH_SIZE]
             body_records = [_collections_record(object_name, records[index], operation) for index in chunk]
@@ -938,7 +933,7 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
                 record_id = result.get("id") or (key if operation == "update" else None)
                 if result.get("success"):
                     status = "created" if result.get("created") else "updated"
-                    outcomes[index] = RecordOutcome(key, status, record_id, None, operation=label)
+                    outcomes[index] = RecordOutcome(key, status, record_id, None, operation=operation)
                 else:
                     errors = result.get("errors")
                     outcomes[index] = RecordOutcome(
@@ -946,7 +941,7 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
                         "failed",
                         record_id,
                         _error_text(errors),
-                        operation=label,
+                        operation=operation,
                         error_code=_first_error_code(errors),
                     )
 
@@ -987,10 +982,8 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         An update never creates a record. A record deleted since its Id was read fails with
         `error_code` ENTITY_IS_DELETED while it is in the Recycle Bin, and an Id that was purged or
         never existed fails with INVALID_CROSS_REFERENCE_KEY. Each outcome is "updated", "failed"
-        or "unprocessed". Its operation is "flag", because flagging orphans is the reconcile write
-        that updates by Id.
+        or "unprocessed", with the operation "update".
         """
-        label = _OUTCOME_OPERATIONS["update"]
         outcomes: list[RecordOutcome | None] = [None] * len(records)
         sendable: list[int] = []
         for index, record in enumerate(records):
@@ -998,7 +991,7 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             if isinstance(record_id, str) and record_id:
                 sendable.append(index)
             else:
-                outcomes[index] = RecordOutcome("", "failed", None, "record has no Id to update", operation=label)
+                outcomes[index] = RecordOutcome("", "failed", None, "record has no Id to update", operation="update")
 
         path = "composite/sobjects"
         self._send_records(object_name, path, "Id", records, sendable, outcomes, "update", bulk_threshold=bulk_threshold)
@@ -1092,7 +1085,6 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         a key uploaded twice is matched in order. A record that is in no result file is counted as
         unprocessed.
         """
-        label = _OUTCOME_OPERATIONS[operation]
         pending: dict[str, deque[int]] = defaultdict(deque)
         for index in chunk:
             pending[csv_value(records[index][external_id_field])].append(index)
@@ -1118,7 +1110,7 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
                     status = "created" if created else "updated"
                     if operation == "delete":
                         status = "deleted"
-                    outcomes[index] = RecordOutcome(key, status, record_id, None, operation=label)
+                    outcomes[index] = RecordOutcome(key, status, record_id, None, operation=operation)
                 elif kind == "failedResults":
                     error = row.get("sf__Error") or "failed"
                     outcomes[index] = RecordOutcome(
@@ -1126,12 +1118,12 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
                         "failed",
                         record_id,
                         error,
-                        operation=label,
+                        operation=operation,
                         error_code=_bulk_error_code(error),
                     )
                 else:
                     outcomes[index] = RecordOutcome(
-                        key, "unprocessed", None, f"job {job_id} ended before this record", operation=label
+                        key, "unprocessed", None, f"job {job_id} ended before this record", operation=operation
                     )
 
         if unmatched:
@@ -1151,7 +1143,7 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
                 "unprocessed",
                 None,
                 f"job {job_id} ({job.get('state')}) returned no result for this record",
-                operation=label,
+                operation=operation,
             )
 
     # Deletes

@@ -9,8 +9,9 @@ from typing import Any
 from airflow_provider_m2m.reconcile.plan import Plan
 
 OUTCOME_STATUSES = ("created", "updated", "deleted", "failed", "unprocessed")
-# The write that produced an outcome: the plan's upserts, or an action on orphans.
-OPERATIONS = ("upsert", "flag", "delete")
+# The write that produced an outcome: the plan's upserts, an action on orphans, or an update by
+# record Id as the Salesforce hook reports it (an orphan's outcome is relabelled "flag").
+OPERATIONS = ("upsert", "update", "flag", "delete")
 
 # How many failures `ReconcileResult.as_dict` includes by default; XCom is no place for all of them.
 DEFAULT_FAILURE_SAMPLES = 20

@@ -208,6 +208,7 @@ def test_update_records_collections_outcomes(emulator: SalesforceEmulator) -> No
     ]
     assert [outcome.salesforce_id for outcome in outcomes[:5]] == ids
     assert "no Id" in (outcomes[5].error or "")
+    assert {outcome.operation for outcome in outcomes} == {"update"}
     assert emulator.api_calls["collection_update"] - calls_before == 1
     stored = {record["Id"]: record for record in emulator.records(OBJECT) if record[KEY].startswith("UCO")}
     assert set(stored) == {ids[0], ids[3], ids[4]}
@@ -228,6 +229,7 @@ def test_update_records_bulk_outcomes(emulator: SalesforceEmulator) -> None:
         emulator.lock_records([])
 
     assert Counter(outcome.status for outcome in outcomes) == Counter({"updated": 28, "failed": 2})
+    assert {outcome.operation for outcome in outcomes} == {"update"}
     failed = {outcome.key: outcome for outcome in outcomes if outcome.status == "failed"}
     assert failed[ids[7]].error_code == "ENTITY_IS_DELETED"
     assert failed[ids[7]].salesforce_id == ids[7]
