@@ -229,8 +229,7 @@ def query_body(source_sql: str) -> str:
         if character.isspace():
             position += 1
         elif pair == "--" or character == "#":
-            newline = source_sql.find("\n", position)
-            position = length if newline < 0 else newline + 1
+            position = _line_end(source_sql, position)
         elif pair == "/*":
             close = source_sql.find("*/", position + 2)
             if close < 0:
@@ -252,6 +251,18 @@ def query_body(source_sql: str) -> str:
     if end == 0:
         raise ValueError("source_sql contains no query, only comments, semicolons or whitespace")
     return source_sql[:end]
+
+
+def _line_end(sql: str, start: int) -> int:
+    """Return the index after the line terminator that ends the comment at `start`, or len(sql).
+
+    GoogleSQL ends a `--` or `#` comment at CR as well as LF, so a lone CR must end it here too,
+    or the next line would be cut off as part of the comment.
+    """
+    for position in range(start, len(sql)):
+        if sql[position] in "\r\n":
+            return position + 1
+    return len(sql)
 
 
 def _token_end(sql: str, start: int) -> int:

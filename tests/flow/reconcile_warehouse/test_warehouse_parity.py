@@ -397,6 +397,9 @@ def test_source_sql_rejected_up_front(hook: BigQueryM2MHook, source_sql: str, me
         (r"SELECT r'\' -- c' ;", r"SELECT r'\' -- c'"),
         (r"SELECT 'it\'s;' ;", r"SELECT 'it\'s;'"),
         ("SELECT `a;--b` FROM t;", "SELECT `a;--b` FROM t"),
+        ("SELECT 1\r\nFROM t -- one\r\n;\r\n", "SELECT 1\r\nFROM t"),
+        # GoogleSQL ends a comment at a lone CR too, so the WHERE clause is part of the query.
+        ("SELECT 1 FROM t -- one\rWHERE x # two\r;", "SELECT 1 FROM t -- one\rWHERE x"),
     ],
 )
 def test_query_body_cuts_after_last_token(source_sql: str, body: str) -> None:
