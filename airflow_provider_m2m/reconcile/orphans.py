@@ -12,9 +12,11 @@ gone.
    write, the orphans whose flag fields already hold the values, and the keys no longer there.
 3. `account_orphans` turns the work and the write outcomes into an `OrphanResult`. Its
    `check_totals` raises when the orphans are not each in exactly one status. A write that failed
-   because the record no longer exists counts as gone: ENTITY_IS_DELETED (the record is in the
-   Recycle Bin), or INVALID_CROSS_REFERENCE_KEY for an Id that a lookup after the write no longer
-   found (the record was purged). `ids_to_recheck` lists the Ids for that lookup.
+   because the record no longer exists counts as gone: a delete that failed with ENTITY_IS_DELETED,
+   or a flag update that failed with ENTITY_IS_DELETED (Recycle Bin) or INVALID_CROSS_REFERENCE_KEY
+   (purged) for an Id that a lookup after the write no longer found. Both codes also name a flag
+   value that refers to a deleted or missing record, so neither alone proves the orphan gone.
+   `ids_to_recheck` lists the Ids for that lookup.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ ORPHAN_STATUSES = ("reported", "flagged", "already_flagged", "deleted", "gone", 
 DEFAULT_MAX_ORPHAN_FRACTION = 0.1
 
 # Salesforce's status code for a write to a record that is already deleted, at least while the
-# record is in the Recycle Bin.
+# record is in the Recycle Bin. A reference field set to the Id of a deleted record fails with it
+# too ("You can't reference an object that has been deleted", API status codes), so for a flag
+# update it alone does not prove the orphan gone.
 ENTITY_IS_DELETED = "ENTITY_IS_DELETED"
 # Salesforce's status code for an update of an Id that names no record, as after a purge. A
 # reference field set to an Id of no record fails with it too, so it alone does not prove the
@@ -242,17 +246,15 @@ def flag_records(work: OrphanWork, flag: Mapping[str, FlagValue]) -> list[dict[s
 
 
 def ids_to_recheck(outcomes: Iterable[RecordOutcome]) -> list[str]:
-    """Return the record Ids of failed writes that may name a purged record.
+    """Return the record Ids of failed flag updates that may name a record deleted since the lookup.
 
-    Salesforce reports an update of a purged record with INVALID_CROSS_REFERENCE_KEY, as it does a
-    flag value that refers to no record. A lookup of these Ids separates the two: the Ids it no
-    longer finds go to `account_orphans` as `purged_ids`.
+    Salesforce reports an update of a record in the Recycle Bin with ENTITY_IS_DELETED and of a
+    purged record with INVALID_CROSS_REFERENCE_KEY, as it does a flag value that refers to a
+    deleted or a missing record. A lookup of these Ids separates the two: the Ids it no longer
+    finds go to `account_orphans` as `purged_ids`.
     """
-    return [
-        outcome.key
-        for outcome in outcomes
-        if outcome.status == "failed" and outcome.error_code == INVALID_CROSS_REFERENCE_KEY
-    ]
+    codes = (ENTITY_IS_DELETED, INVALID_CROSS_REFERENCE_KEY)
+    return [outcome.key for outcome in outcomes if outcome.status == "failed" and outcome.error_code in codes]
 
 
 @dataclass
@@ -307,10 +309,12 @@ def account_orphans(
 ) -> OrphanResult:
     """Count the end of every orphan from the work and the outcomes of its writes.
 
-    Outcomes carry the record Id as key, for flag and delete writes alike. A write that Salesforce
-    rejects with ENTITY_IS_DELETED, or that failed for a record Id in `purged_ids` (Ids that a
-    lookup after the write no longer found), counts as gone: the orphan was deleted after the
-    lookup, which is what a delete would have achieved.
+    Outcomes carry the record Id as key, for flag and delete writes alike. A delete that
+    Salesforce rejects with ENTITY_IS_DELETED, or a write that failed for a record Id in
+    `purged_ids` (Ids that a lookup after the write no longer found), counts as gone: the orphan
+    was deleted after the lookup, which is what a delete would have achieved. A flag update that
+    failed with ENTITY_IS_DELETED for an Id not in `purged_ids` counts as failed, because its
+    flag value may refer to a deleted record.
     """
     result = OrphanResult(action=work.action, orphans=len(work.keys))
     result.counts["already_flagged"] = len(work.already_flagged)
@@ -359,7 +363,8 @@ def _orphan_end(
     restated = dataclasses.replace(
         outcome, key=key, operation=action, salesforce_id=outcome.salesforce_id or record_id
     )
-    if outcome.status == "failed" and (outcome.error_code == ENTITY_IS_DELETED or record_id in purged_ids):
+    already_deleted = action == "delete" and outcome.error_code == ENTITY_IS_DELETED
+    if outcome.status == "failed" and (already_deleted or record_id in purged_ids):
         return "gone", restated
     if outcome.status in ("failed", "unprocessed"):
         return outcome.status, restated

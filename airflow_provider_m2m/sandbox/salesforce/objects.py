@@ -71,6 +71,8 @@ class FieldDef:
     updateable: bool = True
     custom: bool = True
     filterable: bool = True
+    # The object a custom reference (lookup) field points to. A write to the field must name a live record of it.
+    reference_to: str = ""
 
     @property
     def nillable(self) -> bool:
@@ -145,6 +147,8 @@ CUSTOMER_ACCOUNT = ObjectDef(
         FieldDef("Notes__c", "Notes", TEXTAREA, length=255),
         # Set on records the source no longer has, when the reconciliation flags orphans.
         FieldDef("Missing_From_Source__c", "Missing From Source", BOOLEAN),
+        # A lookup to another customer account, so that a write can refer to a deleted or missing record.
+        FieldDef("Merged_Into__c", "Merged Into", REFERENCE, length=18, reference_to="Customer_Account__c"),
     ),
 )
 

@@ -469,5 +469,5 @@ def describe_field(field_def: FieldDef) -> dict[str, Any]:
             {"active": True, "defaultValue": False, "label": value, "validFor": None, "value": value}
             for value in field_def.picklist_values
         ],
-        "referenceTo": ["User"] if field_def.type == objects.REFERENCE else [],
+        "referenceTo": [field_def.reference_to or "User"] if field_def.type == objects.REFERENCE else [],
     }

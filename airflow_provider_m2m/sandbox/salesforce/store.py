@@ -2,7 +2,8 @@
 
 Writes take values already converted to stored types (see `values.read_value`) and apply the
 record-level rules a real org enforces: read-only fields, field limits, required fields, unique
-and external id fields (matched case-insensitively, as Salesforce does for text by default).
+and external id fields (matched case-insensitively, as Salesforce does for text by default), and
+reference fields that must name a live record.
 """
 
 from __future__ import annotations
@@ -193,6 +194,8 @@ class Store:
             errors.append(RecordError("INVALID_FIELD_FOR_INSERT_UPDATE", message, tuple(read_only)))
         for field_def, value in changes.items():
             stored, error = values.validate_value(field_def, value)
+            if error is None and field_def.reference_to:
+                error = self._check_reference(field_def, stored)
             if error:
                 errors.append(error)
             accepted[field_def.name] = stored
@@ -217,6 +220,20 @@ class Store:
                 message = f"duplicate value found: {field_def.name} duplicates value on record with id: {others[0]}"
                 errors.append(RecordError("DUPLICATE_VALUE", message))
         return accepted, errors
+
+    def _check_reference(self, field_def: FieldDef, value: Any) -> RecordError | None:
+        """Return the error a real org gives for a reference to a record that is deleted or does not exist."""
+        target = self.object_def(field_def.reference_to)
+        if value is None or target is None:
+            return None
+        if not isinstance(value, str) or not is_valid_id(value):
+            message = f"{field_def.label}: id value of incorrect type: {value}"
+            return RecordError("MALFORMED_ID", message, (field_def.name,))
+        if self.get(target, value) is not None:
+            return None
+        if to_18(value) in self.recycle_bin:
+            return ENTITY_IS_DELETED
+        return RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
 
     # -- writes -----------------------------------------------------------------------------------
 

@@ -235,6 +235,41 @@ def test_flag_never_recreates_deleted_orphan(
     assert emulator.api_calls["collection_update"] - collection_updates == (1 if bulk_threshold == 200 else 0)
 
 
+@pytest.mark.parametrize("bulk_threshold", [200, 20], ids=["collections", "bulk"])
+@pytest.mark.parametrize("referenced", ["deleted", "purged"])
+def test_flag_of_dead_reference_fails_not_gone(
+    emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict, bulk_threshold: int, referenced: str
+) -> None:
+    """A flag value naming a deleted or purged record fails every orphan, which all still exist: none is gone."""
+    # A record the source also has, so that its deletion is planned back in as a create, not an orphan.
+    matched = sorted(set(_targets(emulator)) - set(seed.orphan_keys))[0]
+    referenced_id = _targets(emulator)[matched]["Id"]
+    if referenced == "purged":
+        emulator.purge_records(OBJECT, [referenced_id])
+    else:
+        SalesforceM2MHook().delete_records(OBJECT, [referenced_id])
+    operator = _operator(
+        tmp_path,
+        orphans="flag",
+        orphan_flag={"Merged_Into__c": referenced_id},
+        max_orphan_fraction=0.2,
+        bulk_threshold=bulk_threshold,
+    )
+
+    result = operator.execute(context)
+
+    after = _targets(emulator)
+    assert result["orphans_gone"] == 0
+    assert result["orphans_failed"] == len(seed.orphan_keys)
+    assert _status_total(result) == len(seed.orphan_keys)
+    assert all(after[key]["Merged_Into__c"] is None for key in seed.orphan_keys)
+    with open(result["failures_csv"], newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["operation"] == "flag"]
+    assert sorted(row["key"] for row in rows) == _orphan_keys(seed)
+    expected_code = "ENTITY_IS_DELETED" if referenced == "deleted" else "INVALID_CROSS_REFERENCE_KEY"
+    assert all(expected_code in row["error"] for row in rows)
+
+
 # delete
 
 

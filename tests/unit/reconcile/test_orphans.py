@@ -221,7 +221,7 @@ def test_account_flag_outcomes() -> None:
         RecordOutcome("IDG", "failed", "IDG", "INVALID_CROSS_REFERENCE_KEY: invalid", "flag", "INVALID_CROSS_REFERENCE_KEY"),
     ]
 
-    result = account_orphans(work, outcomes, purged_ids={"IDF"})
+    result = account_orphans(work, outcomes, purged_ids={"IDE", "IDF"})
 
     result.check_totals()
     assert result.counts == {
@@ -242,7 +242,7 @@ def test_account_flag_outcomes() -> None:
     assert result.not_written == 3
 
 
-def test_recheck_lists_unknown_id_failures() -> None:
+def test_recheck_lists_missing_record_failures() -> None:
     outcomes = [
         RecordOutcome("ID1", "updated", "ID1", operation="flag"),
         RecordOutcome("ID2", "failed", "ID2", "invalid", "flag", "INVALID_CROSS_REFERENCE_KEY"),
@@ -250,7 +250,20 @@ def test_recheck_lists_unknown_id_failures() -> None:
         RecordOutcome("ID4", "failed", "ID4", "locked", "flag", "ENTITY_IS_LOCKED"),
     ]
 
-    assert ids_to_recheck(outcomes) == ["ID2"]
+    assert ids_to_recheck(outcomes) == ["ID2", "ID3"]
+
+
+def test_account_flag_deleted_reference_fails() -> None:
+    """ENTITY_IS_DELETED for a record the recheck still finds means the flag value refers to a deleted record."""
+    work = plan_orphan_work("flag", ["A"], _rows(("A", "IDA", "false")), KEY, {FLAG: True})
+    outcome = RecordOutcome("IDA", "failed", "IDA", "ENTITY_IS_DELETED: entity is deleted", "flag", "ENTITY_IS_DELETED")
+
+    result = account_orphans(work, [outcome])
+
+    result.check_totals()
+    assert result.counts["gone"] == 0
+    assert result.counts["failed"] == 1
+    assert [failure.key for failure in result.failures] == ["A"]
 
 
 def test_account_flag_never_created() -> None:
