@@ -24,8 +24,8 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow.exceptions import AirflowFailException
 from airflow.sdk import Param, dag, task
+from airflow.sdk.exceptions import AirflowFailException
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from airflow_provider_m2m.hooks.salesforce import SalesforceM2MHook
