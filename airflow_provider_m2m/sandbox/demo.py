@@ -1,9 +1,10 @@
-"""Run the nightly reconciliation once against a fresh sandbox and print its summary.
+"""Run the nightly reconciliation against a fresh sandbox, print its summary, then rerun it.
 
-    python -m airflow_provider_m2m.sandbox.demo [--rows 10000] [--dry-run] [--state-dir .sandbox]
+    python -m airflow_provider_m2m.sandbox.demo [--rows 10000] [--dry-run] [--once] [--state-dir .sandbox]
 
 Starts the sandbox, prepares an Airflow home with a SQLite metadata database, runs the example DAG
-with `airflow dags test`, then prints the run summary record as Salesforce stores it.
+with `airflow dags test`, then prints the run summary record as Salesforce stores it. A second run,
+as the next night's would be, then shows that a rerun writes nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from airflow_provider_m2m.sandbox import start_sandbox
+from airflow_provider_m2m.sandbox import Sandbox, start_sandbox
 from airflow_provider_m2m.sandbox.airflow_run import airflow_environment, migrate_metadata_db, run_dags_test
 
 DAG_ID = "bigquery_to_salesforce_reconciliation"
@@ -37,6 +38,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000, help="source rows to seed in BigQuery (default 10000)")
     parser.add_argument("--dry-run", action="store_true", help="plan and print the counts, write nothing")
+    parser.add_argument("--once", action="store_true", help="run the DAG once, without the rerun")
     parser.add_argument(
         "--state-dir",
         type=Path,
@@ -105,7 +107,28 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         _print_summary(summary, dry_run=args.dry_run)
         print(f"\nFull Airflow output: {run.log_file}")
+        if args.dry_run or args.once:
+            return 0
+        return _rerun(sandbox, env, state_dir)
     return 0
+
+
+def _rerun(sandbox: Sandbox, env: dict[str, str], state_dir: Path) -> int:
+    """Run the DAG again on the same sandbox and print what it wrote, which should be nothing."""
+    print("\nRunning the DAG again, as the next night would; it should write nothing ...", flush=True)
+    run = run_dags_test(DAG_ID, env, log_file=state_dir / "dag-rerun.log")
+    records = sandbox.salesforce.records(SUMMARY_OBJECT)
+    if run.returncode != 0 or len(records) < 2:
+        tail = "\n".join(run.output.splitlines()[-40:])
+        print(f"\nThe rerun failed (exit code {run.returncode}). Last lines of {run.log_file}:\n{tail}")
+        return 1
+    summary = records[-1]
+    written = sum(int(summary.get(name) or 0) for name in ("Created__c", "Updated__c"))
+    print(
+        f"Rerun ({SUMMARY_OBJECT} {summary.get('Run_Id__c')}): {written} records written, "
+        f"{int(summary.get('Unchanged__c') or 0)} unchanged. Full Airflow output: {run.log_file}"
+    )
+    return 0 if written == 0 else 1
 
 
 if __name__ == "__main__":
