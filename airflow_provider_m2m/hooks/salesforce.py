@@ -174,6 +174,21 @@ class SalesforceApiError(Exception):
         self.error_codes = tuple(error_codes)
 
 
+class SalesforceWriteError(SalesforceApiError):
+    """Raised when a write request failed and the write stopped there.
+
+    `outcomes` has one outcome per input record, in input order.
+
+    Records of the requests that succeeded keep their outcomes. Those of the failed request are
+    "failed" with its error, because Salesforce may have written some of them before it failed,
+    and those never sent are "unprocessed".
+    """
+
+    def __init__(self, error: SalesforceApiError, outcomes: Sequence[RecordOutcome]) -> None:
+        super().__init__(str(error), status_code=error.status_code, error_codes=error.error_codes)
+        self.outcomes = list(outcomes)
+
+
 @dataclass(frozen=True)
 class SalesforceSettings:
     """The validated fields of a salesforce_m2m connection."""
@@ -826,6 +841,9 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         `NULL` sentinel sets a field to null and a None value (or a missing key) leaves the field
         as it is. The outcomes' created, updated, failed
         and unprocessed counts add up to `len(records)`.
+
+        A request that fails whole (an HTTP error, or a response without one result per record)
+        stops the upsert and raises `SalesforceWriteError`, whose `outcomes` account for every record.
         """
         outcomes: list[RecordOutcome | None] = [None] * len(records)
         sendable: list[int] = []
@@ -839,9 +857,12 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
                 sendable.append(index)
 
         path = f"composite/sobjects/{quote(object_name, safe='')}/{quote(external_id_field, safe='')}"
-        self._send_records(
-            object_name, path, external_id_field, records, sendable, outcomes, "upsert", bulk_threshold=bulk_threshold
-        )
+        try:
+            self._send_records(
+                object_name, path, external_id_field, records, sendable, outcomes, "upsert", bulk_threshold=bulk_threshold
+            )
+        except SalesforceApiError as err:
+            raise self._write_stopped(err, object_name, records, outcomes, external_id_field, "upsert") from err
 
         final = _every_outcome(outcomes)
         counts = Counter(outcome.status for outcome in final)
@@ -856,6 +877,42 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             counts["unprocessed"],
         )
         return final
+
+    def _write_stopped(
+        self,
+        err: SalesforceApiError,
+        object_name: str,
+        records: Sequence[Mapping[str, Any]],
+        outcomes: list[RecordOutcome | None],
+        key_field: str,
+        operation: str,
+    ) -> SalesforceWriteError:
+        """Build the error of a write that stopped at a failed request: records without an outcome were never sent."""
+        for index, outcome in enumerate(outcomes):
+            if outcome is None:
+                key = str(records[index][key_field])
+                outcomes[index] = RecordOutcome(
+                    key,
+                    "unprocessed",
+                    key if operation == "update" else None,
+                    f"no result, because the write stopped at a failed request: {err}",
+                    operation=operation,
+                )
+        final = _every_outcome(outcomes)
+        counts = Counter(outcome.status for outcome in final)
+        log.error(
+            "%s of %d %s records on connection %r stopped at a failed request: %d written, %d failed, "
+            "%d unprocessed: %s",
+            operation.capitalize(),
+            len(records),
+            object_name,
+            self.salesforce_m2m_conn_id,
+            counts["created"] + counts["updated"],
+            counts["failed"],
+            counts["unprocessed"],
+            err,
+        )
+        return SalesforceWriteError(err, final)
 
     def _send_records(
         self,
@@ -920,13 +977,23 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             # allOrNone false: each record succeeds or fails on its own, and the response lists
             # one result per record in request order (REST API Developer Guide, "Update Records
             # Using sObject Collections" and "Upsert Records Using sObject Collections").
-            response = self._request("PATCH", path, json={"allOrNone": False, "records": body_records})
-            results = response.json()
-            if not isinstance(results, list) or len(results) != len(chunk):
-                raise SalesforceApiError(
-                    f"Connection {self.salesforce_m2m_conn_id!r}: sObject Collections {operation} returned "
-                    f"{len(results) if isinstance(results, list) else 'no'} results for {len(chunk)} records"
-                )
+            try:
+                response = self._request("PATCH", path, json={"allOrNone": False, "records": body_records})
+                results = response.json()
+                if not isinstance(results, list) or len(results) != len(chunk):
+                    raise SalesforceApiError(
+                        f"Connection {self.salesforce_m2m_conn_id!r}: sObject Collections {operation} returned "
+                        f"{len(results) if isinstance(results, list) else 'no'} results for {len(chunk)} records"
+                    )
+            except SalesforceApiError as err:
+                error_code = err.error_codes[0] if err.error_codes else None
+                for index in chunk:
+                    key = str(records[index][key_field])
+                    record_id = key if operation == "update" else None
+                    outcomes[index] = RecordOutcome(
+                        key, "failed", record_id, str(err), operation=operation, error_code=error_code
+                    )
+                raise
             for index, result in zip(chunk, results, strict=True):
                 key = str(records[index][key_field])
                 # A failed update's result has no id, but the request named the record.
@@ -982,7 +1049,8 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         An update never creates a record. A record deleted since its Id was read fails with
         `error_code` ENTITY_IS_DELETED while it is in the Recycle Bin, and an Id that was purged or
         never existed fails with INVALID_CROSS_REFERENCE_KEY. Each outcome is "updated", "failed"
-        or "unprocessed", with the operation "update".
+        or "unprocessed", with the operation "update". A request that fails whole raises
+        `SalesforceWriteError`, as in `upsert_records`.
         """
         outcomes: list[RecordOutcome | None] = [None] * len(records)
         sendable: list[int] = []
@@ -994,7 +1062,10 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
                 outcomes[index] = RecordOutcome("", "failed", None, "record has no Id to update", operation="update")
 
         path = "composite/sobjects"
-        self._send_records(object_name, path, "Id", records, sendable, outcomes, "update", bulk_threshold=bulk_threshold)
+        try:
+            self._send_records(object_name, path, "Id", records, sendable, outcomes, "update", bulk_threshold=bulk_threshold)
+        except SalesforceApiError as err:
+            raise self._write_stopped(err, object_name, records, outcomes, "Id", "update") from err
 
         final = _every_outcome(outcomes)
         counts = Counter(outcome.status for outcome in final)

@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_m2m.hooks.bigquery import BigQueryM2MHook
-from airflow_provider_m2m.hooks.salesforce import SalesforceApiError, SalesforceM2MHook
+from airflow_provider_m2m.hooks.salesforce import SalesforceApiError, SalesforceM2MHook, SalesforceWriteError
 from airflow_provider_m2m.reconcile import Mapping, account, plan_changes, write_failures_csv
+from airflow_provider_m2m.reconcile.flag_fields import describe_orphan_flag
 from airflow_provider_m2m.reconcile.orphans import (
     DEFAULT_MAX_ORPHAN_FRACTION,
     FlagValue,
+    OrphanFlag,
     OrphanResult,
     OrphanWork,
     account_orphans,
@@ -144,6 +146,9 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
         bigquery = BigQueryM2MHook(bigquery_m2m_conn_id=self.bigquery_m2m_conn_id)
         salesforce = SalesforceM2MHook(salesforce_m2m_conn_id=self.salesforce_m2m_conn_id)
 
+        # Checked against the object's describe before the target is read, so that a flag value
+        # the field cannot store stops the run before anything is written.
+        flag = self._describe_orphan_flag(salesforce) if action == "flag" else None
         plan = self._plan(bigquery, salesforce, context)
         self._log_plan(plan, action)
         # Checked before anything is written, in a dry run too, so that it shows a run that would
@@ -151,7 +156,7 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
         # lookup, which it needs anyway, and counts only the orphans not flagged yet.
         if action == "delete":
             self._check_orphan_limit(action, len(plan.orphans), plan)
-        work = self._plan_orphan_work(salesforce, plan, action)
+        work = self._plan_orphan_work(salesforce, plan, action, flag)
         if action == "flag" and work is not None:
             self._check_orphan_limit(action, len(work.targets), plan)
 
@@ -248,21 +253,36 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
             max_orphan_fraction=self.max_orphan_fraction,
         )
 
-    def _plan_orphan_work(self, salesforce: SalesforceM2MHook, plan: Plan, action: str) -> OrphanWork | None:
+    def _describe_orphan_flag(self, salesforce: SalesforceM2MHook) -> OrphanFlag:
+        """Check `orphan_flag` against the object's describe (one API request) and return its per-field checks."""
+        try:
+            describe = salesforce.describe(self.target_object)
+        except SalesforceApiError as err:
+            raise SalesforceApiError(
+                f"{str(err).rstrip('.')}. The describe of {self.target_object} checks the orphan_flag fields "
+                f"{', '.join(self.orphan_flag or {})} before anything is written",
+                status_code=err.status_code,
+                error_codes=err.error_codes,
+            ) from err
+        return describe_orphan_flag(self.orphan_flag or {}, describe)
+
+    def _plan_orphan_work(
+        self, salesforce: SalesforceM2MHook, plan: Plan, action: str, flag: OrphanFlag | None
+    ) -> OrphanWork | None:
         """Look the orphans up by key and decide which to write; None when the action is "report"."""
         if action == "report" or not plan.orphans:
             return None if action == "report" else OrphanWork(action=action, keys=[])
         key_field = self.mapping.key.target
-        flag = (self.orphan_flag or {}) if action == "flag" else {}
+        flag_fields = list(flag.values) if flag is not None else []
         try:
             rows = salesforce.lookup_records(
-                self.target_object, key_field, plan.orphans, list(flag), bulk_threshold=self.bulk_threshold
+                self.target_object, key_field, plan.orphans, flag_fields, bulk_threshold=self.bulk_threshold
             )
         except SalesforceApiError as err:
-            if not flag:
+            if not flag_fields:
                 raise
             raise SalesforceApiError(
-                f"{str(err).rstrip('.')}. The orphan lookup reads the orphan_flag fields {', '.join(flag)}: "
+                f"{str(err).rstrip('.')}. The orphan lookup reads the orphan_flag fields {', '.join(flag_fields)}: "
                 f"check that each one exists on {self.target_object} and that the integration user can read it",
                 status_code=err.status_code,
                 error_codes=err.error_codes,
@@ -306,27 +326,30 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
     def _flag_orphans(self, salesforce: SalesforceM2MHook, work: OrphanWork) -> list[RecordOutcome]:
         """Write the flag on the work's orphans by record Id and return one outcome per orphan, keyed by the Id.
 
-        Salesforce rejects a whole request whose flag value does not fit the field's type, after
-        the upserts of this run are written. Each orphan then fails with that error, so that the
-        run still accounts for it and writes the failures CSV.
+        When a request fails, the hook stops and reports what each record came to: the records of
+        earlier requests keep their outcomes, those of the failed request are failed with its
+        error and the rest unprocessed. The upserts of this run are already written, so the run
+        goes on to account for every orphan and write the failures CSV instead of raising.
         """
         records = flag_records(work, self.orphan_flag or {})
         try:
             return salesforce.update_records(self.target_object, records, bulk_threshold=self.bulk_threshold)
-        except SalesforceApiError as err:
-            error = f"orphan_flag {sorted(self.orphan_flag or {})} could not be written: {err}"
-            log.error("Flagging %d orphans of %s failed: %s", len(records), self.target_object, error)
-            error_code = err.error_codes[0] if err.error_codes else None
-            return [
-                RecordOutcome(record["Id"], "failed", record["Id"], error, operation="flag", error_code=error_code)
-                for record in records
-            ]
+        except SalesforceWriteError as err:
+            log.error(
+                "Flagging orphans of %s stopped at a failed request; its orphans count as failed and "
+                "the ones not sent as unprocessed: %s",
+                self.target_object,
+                err,
+            )
+            return err.outcomes
 
     def _purged_ids(self, salesforce: SalesforceM2MHook, record_ids: list[str]) -> set[str]:
         """Return the Ids among `record_ids` that a lookup by Id no longer finds.
 
-        Their flag update failed with INVALID_CROSS_REFERENCE_KEY because the record was purged
-        after the orphan lookup. When this lookup fails, the orphans stay counted as failed.
+        Their flag update failed with ENTITY_IS_DELETED or INVALID_CROSS_REFERENCE_KEY. Both codes
+        also name a flag value that refers to a deleted or missing record, so only the Ids this
+        lookup no longer finds were deleted or purged after the orphan lookup. When this lookup
+        fails, the orphans stay counted as failed.
         """
         if not record_ids:
             return set()
@@ -342,7 +365,8 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
             return set()
         purged = set(record_ids) - {row["Id"] for row in rows}
         log.info(
-            "%d of %d orphans of %s whose flag update failed with an invalid cross reference no longer exist",
+            "%d of %d orphans of %s whose flag update failed with ENTITY_IS_DELETED or "
+            "INVALID_CROSS_REFERENCE_KEY no longer exist",
             len(purged),
             len(record_ids),
             self.target_object,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -170,6 +170,42 @@ def flag_matches(current: Any, expected: FlagValue) -> bool:
     return current_text == expected_text
 
 
+FlagCheck = Callable[[Any], bool]
+
+
+class OrphanFlag:
+    """The `orphan_flag` values and, per field, the check that a value read from Salesforce already equals its flag value.
+
+    `untyped` compares as `flag_matches` does, without knowing the field types. The flag built
+    from the object's describe (`reconcile.flag_fields.describe_orphan_flag`) compares in the form
+    Salesforce stores, so that a value it rounds, reformats or lengthens still matches on a rerun.
+    """
+
+    def __init__(self, values: Mapping[str, FlagValue], checks: Mapping[str, FlagCheck]) -> None:
+        if set(values) != set(checks):
+            raise ValueError("every orphan_flag field needs exactly one check")
+        self.values = dict(values)
+        self._checks = dict(checks)
+
+    @classmethod
+    def untyped(cls, values: Mapping[str, FlagValue]) -> OrphanFlag:
+        checks = {name: _untyped_check(value) for name, value in values.items()}
+        return cls(values, checks)
+
+    def matches(self, row: Mapping[str, Any]) -> bool:
+        """Tell whether every flag field of a lookup row already equals its flag value.
+
+        Field names match ignoring case, as SOQL field names do, so a flag field spelled in another
+        case than the row's column still compares.
+        """
+        by_lower_name = {str(name).lower(): value for name, value in row.items()}
+        return all(check(by_lower_name.get(name.lower())) for name, check in self._checks.items())
+
+
+def _untyped_check(expected: FlagValue) -> FlagCheck:
+    return lambda current: flag_matches(current, expected)
+
+
 @dataclass
 class OrphanWork:
     """The writes of an orphan action, decided before any write.
@@ -203,12 +239,13 @@ def plan_orphan_work(
     keys: Sequence[str],
     rows: Iterable[Mapping[str, Any]],
     key_field: str,
-    flag: Mapping[str, FlagValue] | None = None,
+    flag: OrphanFlag | Mapping[str, FlagValue] | None = None,
 ) -> OrphanWork:
     """Match orphan keys with the rows a lookup by key returned (each with `Id`, the key and the flag fields).
 
     Keys match by exact spelling, because a SOQL `IN` on text ignores case and may return records
-    whose key differs from an orphan's only in case. Those rows are ignored.
+    whose key differs from an orphan's only in case. Those rows are ignored. A `flag` given as a
+    plain dict is compared with `OrphanFlag.untyped`.
     """
     if action not in ("flag", "delete"):
         raise ValueError(f"no orphan work for orphans={action!r}; only flag and delete write")
@@ -219,6 +256,10 @@ def plan_orphan_work(
         if key in orphan_keys:
             found.setdefault(key, []).append(row)
 
+    if flag is None or isinstance(flag, OrphanFlag):
+        orphan_flag = flag or OrphanFlag({}, {})
+    else:
+        orphan_flag = OrphanFlag.untyped(flag)
     work = OrphanWork(action=action, keys=list(keys))
     operation = action
     for key in keys:
@@ -229,7 +270,7 @@ def plan_orphan_work(
             ids = ", ".join(str(match.get("Id")) for match in matches)
             message = f"the lookup found {len(matches)} records with this {key_field} ({ids}); none was written"
             work.failed.append(RecordOutcome(key, "failed", None, message, operation=operation))
-        elif action == "flag" and all(flag_matches(matches[0].get(name), value) for name, value in (flag or {}).items()):
+        elif action == "flag" and orphan_flag.matches(matches[0]):
             work.already_flagged.append(key)
         else:
             work.targets[key] = str(matches[0]["Id"])

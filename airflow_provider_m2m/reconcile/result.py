@@ -35,7 +35,9 @@ class RecordOutcome:
     `status` is "created", "updated", "deleted", "failed" (with Salesforce's error) or
     "unprocessed" (the job ended before it reached the record). `error_code` is Salesforce's
     status code of the first error, such as ENTITY_IS_DELETED, where the writer reads one.
-    `operation` names the write: "upsert" for the plan's records, "flag" or "delete" for orphans.
+    `operation` names the write: "upsert" for the plan's records, "update" for an update by record
+    Id as the Salesforce hook reports it, "flag" or "delete" for orphans (an orphan's update is
+    relabelled "flag" when it is accounted).
     """
 
     key: str

@@ -89,6 +89,9 @@ class SalesforceEmulator:
         self.bulk = BulkApi(self.store)
         self.api_calls: Counter[str] = Counter()
         self._expire_after_calls: int | None = None
+        # Set by fail_collections_request: how many sObject Collections requests to serve before the
+        # failing one, its HTTP status and its error code.
+        self._collections_failure: tuple[int, int, str] | None = None
         self._router = Router()
         self._routes()
 
@@ -177,6 +180,12 @@ class SalesforceEmulator:
             if not self._supported_version(request.params["version"]):
                 log.info("Salesforce emulator: %s request for unsupported API version %s", kind, request.params["version"])
                 response = ApiError(404, NOT_FOUND).response()
+            elif (failure := self._take_collections_failure(kind)) is not None:
+                status, error_code = failure
+                log.info("Salesforce emulator: %s request failed with HTTP %d, as a test requested", kind, status)
+                message = "The server failed this request as the test requested, and wrote none of its records"
+                body = values.dumps([{"message": message, "errorCode": error_code}])
+                response = Response(status, body.encode(), {"Content-Type": "application/json;charset=UTF-8"})
             else:
                 try:
                     response = handler(request, session)
@@ -189,6 +198,20 @@ class SalesforceEmulator:
             return response
 
         return dispatch
+
+    def _take_collections_failure(self, kind: str) -> tuple[int, str] | None:
+        """Return the status and error code of a scripted Collections failure when this request is the one."""
+        if not kind.startswith("collection_"):
+            return None
+        with self.lock:
+            if self._collections_failure is None:
+                return None
+            remaining, status, error_code = self._collections_failure
+            if remaining > 0:
+                self._collections_failure = (remaining - 1, status, error_code)
+                return None
+            self._collections_failure = None
+            return status, error_code
 
     def _session_for(self, request: Request, kind: str) -> Session | None:
         with self.lock:
@@ -305,6 +328,20 @@ class SalesforceEmulator:
         """Make the next ingest job end Failed after `records` records; the rest stay unprocessed."""
         with self.lock:
             self.bulk.faults.fail_plans.append((records, error_message))
+
+    def fail_collections_request(self, after: int = 0, status: int = 503, error_code: str = "SERVER_UNAVAILABLE") -> None:
+        """Make one sObject Collections request fail whole with HTTP `status`, writing none of its records.
+
+        The first `after` Collections requests are served as usual and the next one fails; later
+        ones are served again. The body is Salesforce's error list with `error_code`.
+        """
+        with self.lock:
+            self._collections_failure = (after, status, error_code)
+
+    def cancel_collections_failure(self) -> None:
+        """Drop a scripted Collections failure that no request has met yet."""
+        with self.lock:
+            self._collections_failure = None
 
     def reject_records(
         self, external_ids: Iterable[str], message: str = "Rejected by a validation rule, as requested by the test"

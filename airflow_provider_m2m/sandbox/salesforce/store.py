@@ -196,6 +196,8 @@ class Store:
             stored, error = values.validate_value(field_def, value)
             if error is None and field_def.reference_to:
                 error = self._check_reference(field_def, stored)
+                if error is None and stored is not None:
+                    stored = to_18(stored)  # an org stores and returns every Id in its 18-character form
             if error:
                 errors.append(error)
             accepted[field_def.name] = stored

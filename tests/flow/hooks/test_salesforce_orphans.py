@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from airflow_provider_m2m.hooks.salesforce import SalesforceM2MHook
+from airflow_provider_m2m.hooks.salesforce import SalesforceApiError, SalesforceM2MHook, SalesforceWriteError
 from airflow_provider_m2m.reconcile import NULL
 from airflow_provider_m2m.reconcile.orphans import account_orphans, flag_records, ids_to_recheck, plan_orphan_work
 from airflow_provider_m2m.sandbox import Sandbox
@@ -265,3 +265,48 @@ def test_update_survives_session_timeout(emulator: SalesforceEmulator) -> None:
 
     assert [outcome.status for outcome in outcomes] == ["updated"] * 3
     assert emulator.api_calls["token"] == grants_before + 1
+
+
+@pytest.mark.parametrize("operation", ["update", "upsert"])
+def test_failed_request_keeps_earlier_outcomes(emulator: SalesforceEmulator, operation: str) -> None:
+    """A 503 on the second of three requests: the first 200 stay written, the next 200 fail, the rest are unprocessed."""
+    prefix = f"FCR-{operation}"
+    by_key = _insert(emulator, prefix, 450)
+    hook = SalesforceM2MHook()
+    if operation == "update":
+        records = [{"Id": record_id, FLAG: True} for record_id in by_key.values()]
+    else:
+        records = [{KEY: key, FLAG: True} for key in by_key]
+    emulator.fail_collections_request(after=1, status=503)
+    kind = "collection_update" if operation == "update" else "collection_upsert"
+    calls_before = emulator.api_calls[kind]
+
+    try:
+        with pytest.raises(SalesforceWriteError) as raised:
+            if operation == "update":
+                hook.update_records(OBJECT, records, bulk_threshold=1000)
+            else:
+                hook.upsert_records(OBJECT, KEY, records, bulk_threshold=1000)
+    finally:
+        emulator.cancel_collections_failure()
+
+    error = raised.value
+    assert isinstance(error, SalesforceApiError)
+    assert error.status_code == 503
+    assert error.error_codes == ("SERVER_UNAVAILABLE",)
+    outcomes = error.outcomes
+    assert len(outcomes) == 450
+    assert [outcome.status for outcome in outcomes[:200]] == ["updated"] * 200
+    assert [outcome.status for outcome in outcomes[200:400]] == ["failed"] * 200
+    assert [outcome.status for outcome in outcomes[400:]] == ["unprocessed"] * 50
+    assert all(outcome.error_code == "SERVER_UNAVAILABLE" for outcome in outcomes[200:400])
+    assert all("HTTP 503" in (outcome.error or "") for outcome in outcomes[200:])
+    assert {outcome.operation for outcome in outcomes} == {operation}
+    expected_keys = list(by_key.values()) if operation == "update" else list(by_key)
+    assert [outcome.key for outcome in outcomes] == expected_keys
+    # The hook stops at the failed request: it sends no third one.
+    assert emulator.api_calls[kind] - calls_before == 2
+    stored = {record[KEY]: record[FLAG] for record in emulator.records(OBJECT) if record[KEY].startswith(prefix)}
+    keys = list(by_key)
+    assert all(stored[key] is True for key in keys[:200])
+    assert not any(stored[key] for key in keys[200:])

@@ -30,7 +30,7 @@ def orphan_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox
 
 @pytest.fixture
 def sandbox(orphan_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    """The sandbox with the seeded target records restored, no locked records, and empty token caches.
+    """The sandbox with the seeded target records restored, no locked records or scripted failures, and empty token caches.
 
     Its connections are set for this test only, so that another directory's sandbox, which uses
     the same connection ids, is reachable again after it.
@@ -48,6 +48,7 @@ def sandbox(orphan_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyP
     yield orphan_sandbox
     emulator.wait_for_jobs()
     emulator.lock_records([])
+    emulator.cancel_collections_failure()
     clear_memory_cache()
 
 

@@ -349,28 +349,19 @@ def test_flag_rejection_is_reported_per_record(
     assert result["failure_samples"][0]["operation"] == "flag"
 
 
-@pytest.mark.parametrize("bulk_threshold", [200, 10], ids=["rest-lookup", "bulk-lookup"])
-def test_unknown_flag_field_names_parameter(
-    emulator: SalesforceEmulator, tmp_path: Path, context: dict, bulk_threshold: int
-) -> None:
+def test_unknown_flag_field_names_parameter(emulator: SalesforceEmulator, tmp_path: Path, context: dict) -> None:
     before = _targets(emulator)
     calls = _write_calls(emulator)
-    operator = _operator(
-        tmp_path,
-        orphans="flag",
-        orphan_flag={"No_Such_Field__c": True},
-        max_orphan_fraction=0.2,
-        bulk_threshold=bulk_threshold,
-    )
+    target_reads = emulator.api_calls["bulk_query_create"]
+    operator = _operator(tmp_path, orphans="flag", orphan_flag={"No_Such_Field__c": True}, max_orphan_fraction=0.2)
 
-    with pytest.raises(SalesforceApiError) as raised:
+    with pytest.raises(ValueError) as raised:
         operator.execute(context)
 
     message = str(raised.value)
-    assert "orphan_flag fields No_Such_Field__c" in message
-    assert ".." not in message
-    assert "Connection 'salesforce_m2m_default'" in message
-    assert "ACC-900001" not in message  # the lookup statement's keys stay out of the message
+    assert "orphan_flag field 'No_Such_Field__c' is not a field of Customer_Account__c" in message
+    # The describe stops the run before the target is read.
+    assert emulator.api_calls["bulk_query_create"] == target_reads
     assert _write_calls(emulator) == calls
     assert _targets(emulator) == before
 
@@ -478,19 +469,119 @@ def test_unflagged_orphans_beyond_limit_stop(
     assert _targets(emulator) == before
 
 
-def test_flag_of_wrong_type_fails_per_record(
+@pytest.mark.parametrize(
+    ("flag", "reason"),
+    [
+        pytest.param({"Employees__c": "lots"}, "'lots' is not a number", id="text-in-number"),
+        pytest.param({"Employees__c": 1e12}, "allows 9 digits before the decimal point", id="out-of-range"),
+        pytest.param({"Missing_From_Source__c": 1}, "expected a boolean", id="number-in-checkbox"),
+        pytest.param({"Notes__c": "x" * 256}, "the field allows 255", id="too-long"),
+        pytest.param({"Tier__c": "Diamond"}, "restricted to Bronze, Silver, Gold, Platinum", id="restricted-picklist"),
+        pytest.param({"Name": None}, "the field is required", id="null-in-required"),
+        pytest.param({"Merged_Into__c": "not-an-id"}, "expected a 15- or 18-character record Id", id="malformed-id"),
+        pytest.param({"CreatedDate": "2026-01-01T00:00:00Z"}, "cannot be edited", id="read-only"),
+    ],
+)
+def test_unstorable_flag_fails_before_writing(
+    emulator: SalesforceEmulator, tmp_path: Path, context: dict, flag: dict, reason: str
+) -> None:
+    before = _targets(emulator)
+    calls = _write_calls(emulator)
+    operator = _operator(tmp_path, orphans="flag", orphan_flag=flag, max_orphan_fraction=0.2)
+
+    with pytest.raises(ValueError) as raised:
+        operator.execute(context)
+
+    message = str(raised.value)
+    assert "orphan_flag" in message
+    assert next(iter(flag)) in message
+    assert reason in message
+    assert _write_calls(emulator) == calls
+    assert _targets(emulator) == before
+
+
+def test_flag_rerun_converges_on_stored_form(
     emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict
 ) -> None:
-    """A flag value the field rejects fails every orphan with the error, and the run still accounts for them."""
-    operator = _operator(tmp_path, orphans="flag", orphan_flag={"Employees__c": "lots"}, max_orphan_fraction=0.2)
+    """Values that Salesforce stores in another form still count as already flagged on the rerun.
+
+    The dateTime reads back as 2026-01-01T00:00:00.000+0000, the sandbox stores 1.5 in a Number field of scale 0
+    as 2, and the lookup field returns the 18-character form of the 15-character Id written.
+    """
+    survivor = sorted(set(_targets(emulator)) - set(seed.orphan_keys))[0]
+    survivor_id = _targets(emulator)[survivor]["Id"]
+    flag = {
+        "Last_Activity__c": "2026-01-01T00:00:00Z",
+        "Employees__c": 1.5,
+        "Merged_Into__c": survivor_id[:15],
+        FLAG: True,
+    }
+    operator = _operator(tmp_path, orphans="flag", orphan_flag=flag, max_orphan_fraction=0.2)
+    first = operator.execute(context)
+    stored = _targets(emulator)
+    calls = _write_calls(emulator)
+    describes = emulator.api_calls["describe"]
+
+    rerun = operator.execute(context)
+
+    assert first["orphans_flagged"] == len(seed.orphan_keys)
+    orphan = stored[_orphan_keys(seed)[0]]
+    assert orphan["Employees__c"] == 2
+    assert orphan["Merged_Into__c"] == survivor_id
+    assert rerun["orphans_flagged"] == 0
+    assert rerun["orphans_already_flagged"] == len(seed.orphan_keys)
+    assert _write_calls(emulator) == calls
+    assert emulator.api_calls["describe"] - describes == 1
+    assert _targets(emulator) == stored
+
+
+@pytest.mark.parametrize("bulk_threshold", [200, 20], ids=["rest-lookup", "bulk-lookup"])
+@pytest.mark.parametrize(
+    "flag",
+    [
+        pytest.param({"Last_Activity__c": "2026-01-01T00:00:00Z"}, id="datetime"),
+        pytest.param({"Employees__c": 1.5}, id="number-scale-0"),
+    ],
+)
+def test_flag_rerun_flags_none(
+    emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict, flag: dict, bulk_threshold: int
+) -> None:
+    operator = _operator(
+        tmp_path, orphans="flag", orphan_flag=flag, max_orphan_fraction=0.2, bulk_threshold=bulk_threshold
+    )
+    operator.execute(context)
+    calls = _write_calls(emulator)
+
+    rerun = operator.execute(context)
+
+    assert rerun["orphans_flagged"] == 0
+    assert rerun["orphans_already_flagged"] == len(seed.orphan_keys)
+    assert _write_calls(emulator) == calls
+
+
+def test_flag_request_failure_keeps_written_orphans(
+    emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict
+) -> None:
+    """450 orphans take three update requests; a 503 on the second leaves the first 200 flagged, not failed."""
+    _operator(tmp_path).execute(context)  # converge the upserts, so that the flag run sends only updates
+    extra = [{KEY: f"ACC-8{number:05d}", "Name": f"Extra orphan {number}"} for number in range(400)]
+    emulator.insert_records(OBJECT, extra)
+    emulator.fail_collections_request(after=1, status=503)
+    operator = _operator(
+        tmp_path, orphans="flag", orphan_flag={FLAG: True}, max_orphan_fraction=None, bulk_threshold=1000
+    )
 
     result = operator.execute(context)
 
-    assert result["orphans_failed"] == len(seed.orphan_keys)
-    assert result["orphans_flagged"] == 0
-    assert result["failures_csv"] is not None
+    assert result["orphans"] == 450
+    assert result["orphans_flagged"] == 200
+    assert result["orphans_failed"] == 200
+    assert result["orphans_unprocessed"] == 50
+    assert _status_total(result) == 450
+    flagged = [key for key, record in _targets(emulator).items() if record[FLAG]]
+    assert len(flagged) == 200
     with open(result["failures_csv"], newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    orphan_rows = [row for row in rows if row["key"] in seed.orphan_keys]
-    assert len(orphan_rows) == len(seed.orphan_keys)
-    assert all("orphan_flag ['Employees__c'] could not be written" in row["error"] for row in orphan_rows)
+        rows = [row for row in csv.DictReader(handle) if row["operation"] == "flag"]
+    assert len(rows) == 250
+    assert not set(flagged) & {row["key"] for row in rows}
+    assert all("HTTP 503" in row["error"] for row in rows)

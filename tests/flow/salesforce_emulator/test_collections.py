@@ -181,3 +181,32 @@ def test_collection_update_rejects_more_than_200(org: Org) -> None:
 
     assert raised.value.content[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
     assert org.emulator.records("Customer_Account__c")[0]["Name"] == "Old"
+
+
+def test_scripted_collections_failure_fails_one_request(org: Org) -> None:
+    """fail_collections_request(after=1): the first request is served, the second gets 503, the third is served."""
+    session = org.api()
+    url = org.data_url("composite/sobjects/Customer_Account__c/External_Id__c")
+    org.emulator.fail_collections_request(after=1, status=503)
+
+    responses = [
+        session.patch(url, json={"allOrNone": False, "records": [_record(f"ACC-{number}")]}, timeout=10)
+        for number in range(3)
+    ]
+
+    assert [response.status_code for response in responses] == [200, 503, 200]
+    assert responses[1].json()[0]["errorCode"] == "SERVER_UNAVAILABLE"
+    keys = sorted(record["External_Id__c"] for record in org.emulator.records("Customer_Account__c"))
+    assert keys == ["ACC-0", "ACC-2"]
+    assert org.emulator.api_calls["collection_upsert"] == 3
+
+
+def test_reference_stored_as_18_character_id(org: Org) -> None:
+    """A lookup field set with a 15-character Id reads back in the 18-character form, as in a real org."""
+    [target_id] = org.emulator.insert_records("Customer_Account__c", [{"External_Id__c": "ACC-1", "Name": "Target"}])
+
+    results = _upsert(org, [_record("ACC-2", Merged_Into__c=target_id[:15])])
+
+    assert results[0]["success"] is True
+    merged = {record["External_Id__c"]: record["Merged_Into__c"] for record in org.emulator.records("Customer_Account__c")}
+    assert merged["ACC-2"] == target_id
