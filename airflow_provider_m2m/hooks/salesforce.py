@@ -1063,7 +1063,9 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
 
         path = "composite/sobjects"
         try:
-            self._send_records(object_name, path, "Id", records, sendable, outcomes, "update", bulk_threshold=bulk_threshold)
+            self._send_records(
+                object_name, path, "Id", records, sendable, outcomes, "update", bulk_threshold=bulk_threshold
+            )
         except SalesforceApiError as err:
             raise self._write_stopped(err, object_name, records, outcomes, "Id", "update") from err
 

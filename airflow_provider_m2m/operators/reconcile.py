@@ -69,7 +69,9 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
     :param failures_dir: folder for the failed-records CSV; one file per DAG run.
     :param orphans: what to do with orphans: "report" (the default), "flag" or "delete". Templated.
     :param orphan_flag: with "flag", the target fields and values to set on orphans, for example
-        `{"Active__c": False}`. A None value sets the field to null.
+        `{"Active__c": False}`. A None value sets the field to null. Each value is checked against
+        the object's describe before anything is written, and compared in the form Salesforce
+        stores, so that a rerun writes nothing.
     :param max_orphans: with "flag" or "delete", the run fails before any write when there are
         more orphans than this count. None (the default) sets no count limit.
     :param max_orphan_fraction: with "flag" or "delete", the run fails before any write when the

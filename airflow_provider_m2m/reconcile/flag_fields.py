@@ -157,7 +157,10 @@ def _check_picklist(where: str, expected: str, field_type: FieldType, described:
 
 
 def _reference_check(where: str, value: FlagValue) -> FlagCheck:
-    """Compare Ids by their first 15 characters, case-sensitively, so that a 15-character flag value matches its 18-character form."""
+    """Build a check that compares Ids by their first 15 characters, case-sensitively.
+
+    A 15-character flag value then matches the 18-character form that Salesforce returns.
+    """
     if value is None or value == "":
         return lambda current: current is None or current == ""
     if not isinstance(value, str) or not _RECORD_ID.fullmatch(value):

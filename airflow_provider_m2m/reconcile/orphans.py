@@ -174,7 +174,7 @@ FlagCheck = Callable[[Any], bool]
 
 
 class OrphanFlag:
-    """The `orphan_flag` values and, per field, the check that a value read from Salesforce already equals its flag value.
+    """The `orphan_flag` values, and per field the check that a value read from Salesforce equals its flag value.
 
     `untyped` compares as `flag_matches` does, without knowing the field types. The flag built
     from the object's describe (`reconcile.flag_fields.describe_orphan_flag`) compares in the form

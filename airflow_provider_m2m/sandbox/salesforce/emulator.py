@@ -329,7 +329,9 @@ class SalesforceEmulator:
         with self.lock:
             self.bulk.faults.fail_plans.append((records, error_message))
 
-    def fail_collections_request(self, after: int = 0, status: int = 503, error_code: str = "SERVER_UNAVAILABLE") -> None:
+    def fail_collections_request(
+        self, after: int = 0, status: int = 503, error_code: str = "SERVER_UNAVAILABLE"
+    ) -> None:
         """Make one sObject Collections request fail whole with HTTP `status`, writing none of its records.
 
         The first `after` Collections requests are served as usual and the next one fails; later
