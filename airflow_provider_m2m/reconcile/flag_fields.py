@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from airflow_provider_m2m.reconcile.mapping import FieldMapping, FieldType
@@ -141,7 +141,8 @@ def _check_range(where: str, expected: str, field_type: FieldType, described: Ma
     if field_type is not FieldType.DECIMAL or not expected or not precision:
         return
     allowed = int(precision) - int(described.get("scale") or 0)
-    integral = abs(Decimal(expected)).to_integral_value()
+    # Truncated, not rounded: 99.6 has 2 integer digits and fits a field of precision 3 and scale 1.
+    integral = abs(Decimal(expected)).to_integral_value(rounding=ROUND_DOWN)
     digits = 0 if integral == 0 else len(str(integral))
     if digits > allowed:
         raise ValueError(f"{where}: the field allows {allowed} digits before the decimal point, the value has {digits}")

@@ -153,6 +153,18 @@ def test_unstorable_flag_rejected(flag: dict[str, Any], reason: str) -> None:
     assert reason in message
 
 
+@pytest.mark.parametrize(
+    ("name", "flag_value"),
+    [
+        pytest.param("Employees__c", Decimal("999999999.4"), id="scale-0-rounds-down-to-precision"),
+        pytest.param("Annual_Revenue__c", Decimal("99999999999999.99"), id="currency-largest"),
+        pytest.param("Discount__c", Decimal("999.99"), id="percent-fraction-not-counted"),
+    ],
+)
+def test_largest_storable_number_accepted(name: str, flag_value: Decimal) -> None:
+    assert describe_orphan_flag({name: flag_value}, DESCRIBE).values == {name: flag_value}
+
+
 def test_rejection_names_object_and_type() -> None:
     with pytest.raises(ValueError) as raised:
         describe_orphan_flag({"Employees__c": "lots"}, DESCRIBE)
