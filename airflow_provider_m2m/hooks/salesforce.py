@@ -1028,7 +1028,20 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             columns.update(dict.fromkeys(records[index]))
         header = list(columns)
         for chunk in self._bulk_chunks(header, records, indexes):
-            self._run_ingest_job(object_name, key_field, header, records, chunk, outcomes, operation=operation)
+            try:
+                self._run_ingest_job(object_name, key_field, header, records, chunk, outcomes, operation=operation)
+            except SalesforceApiError as err:
+                # The job may go on and write these records after a failed poll or results read, so
+                # they count as failed, as a failed Collections request's do, never as unprocessed.
+                error_code = err.error_codes[0] if err.error_codes else None
+                for index in chunk:
+                    if outcomes[index] is None:
+                        key = str(records[index][key_field])
+                        record_id = key if key_field == "Id" else None
+                        outcomes[index] = RecordOutcome(
+                            key, "failed", record_id, str(err), operation=operation, error_code=error_code
+                        )
+                raise
 
     # Updates by record Id
 

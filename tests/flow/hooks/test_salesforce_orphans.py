@@ -310,3 +310,24 @@ def test_failed_request_keeps_earlier_outcomes(emulator: SalesforceEmulator, ope
     keys = list(by_key)
     assert all(stored[key] is True for key in keys[:200])
     assert not any(stored[key] for key in keys[200:])
+
+
+def test_timed_out_bulk_job_records_fail(emulator: SalesforceEmulator) -> None:
+    """A job still running when the wait times out was sent, so its records count as failed, not unprocessed."""
+    ids = list(_insert(emulator, "BTO", 30).values())
+    emulator.set_processing_delay(2.0)
+    try:
+        with pytest.raises(SalesforceWriteError) as raised:
+            SalesforceM2MHook(bulk_job_timeout_seconds=0.5).update_records(
+                OBJECT, [{"Id": record_id, FLAG: True} for record_id in ids], bulk_threshold=10
+            )
+    finally:
+        emulator.set_processing_delay(0.0)
+        emulator.wait_for_jobs()
+
+    outcomes = raised.value.outcomes
+    assert [outcome.status for outcome in outcomes] == ["failed"] * 30
+    assert all("still InProgress" in (outcome.error or "") for outcome in outcomes)
+    # The job goes on after the hook gives up and writes the flags.
+    flagged = {record["Id"] for record in emulator.records(OBJECT) if record[KEY].startswith("BTO") and record[FLAG]}
+    assert flagged == set(ids)
