@@ -523,6 +523,27 @@ def _every_outcome(outcomes: list[RecordOutcome | None]) -> list[RecordOutcome]:
     return final
 
 
+def _fail_chunk(
+    err: SalesforceApiError,
+    records: Sequence[Mapping[str, Any]],
+    chunk: Sequence[int],
+    outcomes: list[RecordOutcome | None],
+    key_field: str,
+    operation: str,
+) -> None:
+    """Mark the records of a sent request or job that have no outcome yet as failed with its error.
+
+    Salesforce may have written them, for example when a Bulk job goes on after a timed-out poll,
+    so they count as failed, never as unprocessed.
+    """
+    error_code = err.error_codes[0] if err.error_codes else None
+    for index in chunk:
+        if outcomes[index] is None:
+            key = str(records[index][key_field])
+            record_id = key if key_field == "Id" else None
+            outcomes[index] = RecordOutcome(key, "failed", record_id, str(err), operation=operation, error_code=error_code)
+
+
 def _first_error_code(errors: Any) -> str | None:
     if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
         return errors[0].get("statusCode") or errors[0].get("errorCode")
@@ -894,7 +915,7 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
                 outcomes[index] = RecordOutcome(
                     key,
                     "unprocessed",
-                    key if operation == "update" else None,
+                    key if key_field == "Id" else None,
                     f"no result, because the write stopped at a failed request: {err}",
                     operation=operation,
                 )
@@ -907,7 +928,7 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             len(records),
             object_name,
             self.salesforce_m2m_conn_id,
-            counts["created"] + counts["updated"],
+            counts["created"] + counts["updated"] + counts["deleted"],
             counts["failed"],
             counts["unprocessed"],
             err,
@@ -1031,16 +1052,7 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             try:
                 self._run_ingest_job(object_name, key_field, header, records, chunk, outcomes, operation=operation)
             except SalesforceApiError as err:
-                # The job may go on and write these records after a failed poll or results read, so
-                # they count as failed, as a failed Collections request's do, never as unprocessed.
-                error_code = err.error_codes[0] if err.error_codes else None
-                for index in chunk:
-                    if outcomes[index] is None:
-                        key = str(records[index][key_field])
-                        record_id = key if key_field == "Id" else None
-                        outcomes[index] = RecordOutcome(
-                            key, "failed", record_id, str(err), operation=operation, error_code=error_code
-                        )
+                _fail_chunk(err, records, chunk, outcomes, key_field, operation)
                 raise
 
     # Updates by record Id
@@ -1242,7 +1254,8 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         Up to `bulk_threshold` Ids go through sObject Collections in requests of 200, more through
         a Bulk API 2.0 `delete` job. Deleted records go to the Recycle Bin. Each outcome is
         "deleted", "failed" (with Salesforce's error and `error_code`, ENTITY_IS_DELETED for a
-        record already deleted) or "unprocessed".
+        record already deleted) or "unprocessed". A request that fails whole raises
+        `SalesforceWriteError`, as in `upsert_records`.
         """
         outcomes: list[RecordOutcome | None] = [None] * len(record_ids)
         sendable: list[int] = []
@@ -1252,12 +1265,15 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             else:
                 outcomes[index] = RecordOutcome("", "failed", None, "no record Id to delete", operation="delete")
 
-        if len(sendable) <= bulk_threshold:
-            self._delete_collections(record_ids, sendable, outcomes)
-        else:
-            records = [{"Id": record_id} for record_id in record_ids]
-            for chunk in self._bulk_chunks(["Id"], records, sendable):
-                self._run_ingest_job(object_name, "Id", ["Id"], records, chunk, outcomes, operation="delete")
+        records = [{"Id": record_id} for record_id in record_ids]
+        try:
+            if len(sendable) <= bulk_threshold:
+                self._delete_collections(record_ids, sendable, outcomes)
+            else:
+                for chunk in self._bulk_chunks(["Id"], records, sendable):
+                    self._delete_bulk_chunk(object_name, records, chunk, outcomes)
+        except SalesforceApiError as err:
+            raise self._write_stopped(err, object_name, records, outcomes, "Id", "delete") from err
 
         final = _every_outcome(outcomes)
         counts = Counter(outcome.status for outcome in final)
@@ -1272,6 +1288,20 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         )
         return final
 
+    def _delete_bulk_chunk(
+        self,
+        object_name: str,
+        records: Sequence[Mapping[str, Any]],
+        chunk: list[int],
+        outcomes: list[RecordOutcome | None],
+    ) -> None:
+        """Delete one chunk in a Bulk API 2.0 job; when the job fails to finish, its records without a result fail."""
+        try:
+            self._run_ingest_job(object_name, "Id", ["Id"], records, chunk, outcomes, operation="delete")
+        except SalesforceApiError as err:
+            _fail_chunk(err, records, chunk, outcomes, "Id", "delete")
+            raise
+
     def _delete_collections(
         self, record_ids: Sequence[str], indexes: list[int], outcomes: list[RecordOutcome | None]
     ) -> None:
@@ -1281,13 +1311,20 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             # allOrNone false: each record is deleted or fails on its own, and the response lists
             # one result per Id in request order (REST API Developer Guide, "Delete Records Using
             # sObject Collections").
-            response = self._request("DELETE", "composite/sobjects", params={"ids": ids, "allOrNone": "false"})
-            results = response.json()
-            if not isinstance(results, list) or len(results) != len(chunk):
-                raise SalesforceApiError(
-                    f"Connection {self.salesforce_m2m_conn_id!r}: sObject Collections delete returned "
-                    f"{len(results) if isinstance(results, list) else 'no'} results for {len(chunk)} Ids"
+            try:
+                response = self._request(
+                    "DELETE", "composite/sobjects", params={"ids": ids, "allOrNone": "false"}
                 )
+                results = response.json()
+                if not isinstance(results, list) or len(results) != len(chunk):
+                    raise SalesforceApiError(
+                        f"Connection {self.salesforce_m2m_conn_id!r}: sObject Collections delete returned "
+                        f"{len(results) if isinstance(results, list) else 'no'} results for {len(chunk)} Ids"
+                    )
+            except SalesforceApiError as err:
+                records = [{"Id": record_id} for record_id in record_ids]
+                _fail_chunk(err, records, chunk, outcomes, "Id", "delete")
+                raise
             for index, result in zip(chunk, results, strict=True):
                 record_id = record_ids[index]
                 if result.get("success"):

@@ -310,9 +310,7 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
             outcomes = self._flag_orphans(salesforce, work)
             purged_ids = self._purged_ids(salesforce, ids_to_recheck(outcomes))
         elif work.action == "delete" and work.targets:
-            outcomes = salesforce.delete_records(
-                self.target_object, list(work.targets.values()), bulk_threshold=self.bulk_threshold
-            )
+            outcomes = self._delete_orphans(salesforce, work)
         else:
             outcomes = []
         result = account_orphans(work, outcomes, purged_ids=purged_ids)
@@ -339,6 +337,25 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
         except SalesforceWriteError as err:
             log.error(
                 "Flagging orphans of %s stopped at a failed request; its orphans count as failed and "
+                "the ones not sent as unprocessed: %s",
+                self.target_object,
+                err,
+            )
+            return err.outcomes
+
+    def _delete_orphans(self, salesforce: SalesforceM2MHook, work: OrphanWork) -> list[RecordOutcome]:
+        """Delete the work's orphans by record Id and return one outcome per orphan, keyed by the Id.
+
+        A failed request stops the deletes as in `_flag_orphans`, and the run goes on to account
+        for every orphan.
+        """
+        try:
+            return salesforce.delete_records(
+                self.target_object, list(work.targets.values()), bulk_threshold=self.bulk_threshold
+            )
+        except SalesforceWriteError as err:
+            log.error(
+                "Deleting orphans of %s stopped at a failed request; its orphans count as failed and "
                 "the ones not sent as unprocessed: %s",
                 self.target_object,
                 err,

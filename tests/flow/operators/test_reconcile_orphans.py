@@ -585,3 +585,23 @@ def test_flag_request_failure_keeps_written_orphans(
     assert len(rows) == 250
     assert not set(flagged) & {row["key"] for row in rows}
     assert all("HTTP 503" in row["error"] for row in rows)
+
+
+def test_delete_request_failure_keeps_deleted_orphans(
+    emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict
+) -> None:
+    """450 orphans take three delete requests; a 503 on the second leaves the first 200 deleted and the run accounted."""
+    _operator(tmp_path).execute(context)
+    extra = [{KEY: f"ACC-8{number:05d}", "Name": f"Extra orphan {number}"} for number in range(400)]
+    emulator.insert_records(OBJECT, extra)
+    emulator.fail_collections_request(after=1, status=503)
+    operator = _operator(tmp_path, orphans="delete", max_orphan_fraction=None, bulk_threshold=1000)
+
+    result = operator.execute(context)
+
+    assert result["orphans"] == 450
+    assert result["orphans_deleted"] == 200
+    assert result["orphans_failed"] == 200
+    assert result["orphans_unprocessed"] == 50
+    assert _status_total(result) == 450
+    assert len(_targets(emulator)) == 300 + 250
