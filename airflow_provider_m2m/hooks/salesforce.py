@@ -999,13 +999,9 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             # one result per record in request order (REST API Developer Guide, "Update Records
             # Using sObject Collections" and "Upsert Records Using sObject Collections").
             try:
-                response = self._request("PATCH", path, json={"allOrNone": False, "records": body_records})
-                results = response.json()
-                if not isinstance(results, list) or len(results) != len(chunk):
-                    raise SalesforceApiError(
-                        f"Connection {self.salesforce_m2m_conn_id!r}: sObject Collections {operation} returned "
-                        f"{len(results) if isinstance(results, list) else 'no'} results for {len(chunk)} records"
-                    )
+                results = self._collections_results(
+                    "PATCH", path, operation, len(chunk), json={"allOrNone": False, "records": body_records}
+                )
             except SalesforceApiError as err:
                 error_code = err.error_codes[0] if err.error_codes else None
                 for index in chunk:
@@ -1032,6 +1028,28 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
                         operation=operation,
                         error_code=_first_error_code(errors),
                     )
+
+    def _collections_results(
+        self, method: str, path: str, operation: str, count: int, **kwargs: Any
+    ) -> list[dict[str, Any]]:
+        """Send one sObject Collections request and return its `count` results.
+
+        A timeout, a broken connection or a body that is not one result per record raises
+        SalesforceApiError, so that the caller accounts for the request's records as for an HTTP error.
+        """
+        try:
+            results = self._request(method, path, **kwargs).json()
+        except (requests.RequestException, ValueError) as err:
+            raise SalesforceApiError(
+                f"Connection {self.salesforce_m2m_conn_id!r}: sObject Collections {operation} request "
+                f"failed: {type(err).__name__}: {err}"
+            ) from err
+        if not isinstance(results, list) or len(results) != count:
+            raise SalesforceApiError(
+                f"Connection {self.salesforce_m2m_conn_id!r}: sObject Collections {operation} returned "
+                f"{len(results) if isinstance(results, list) else 'no'} results for {count} records"
+            )
+        return results
 
     def _send_bulk(
         self,
@@ -1312,15 +1330,9 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             # one result per Id in request order (REST API Developer Guide, "Delete Records Using
             # sObject Collections").
             try:
-                response = self._request(
-                    "DELETE", "composite/sobjects", params={"ids": ids, "allOrNone": "false"}
+                results = self._collections_results(
+                    "DELETE", "composite/sobjects", "delete", len(chunk), params={"ids": ids, "allOrNone": "false"}
                 )
-                results = response.json()
-                if not isinstance(results, list) or len(results) != len(chunk):
-                    raise SalesforceApiError(
-                        f"Connection {self.salesforce_m2m_conn_id!r}: sObject Collections delete returned "
-                        f"{len(results) if isinstance(results, list) else 'no'} results for {len(chunk)} Ids"
-                    )
             except SalesforceApiError as err:
                 records = [{"Id": record_id} for record_id in record_ids]
                 _fail_chunk(err, records, chunk, outcomes, "Id", "delete")

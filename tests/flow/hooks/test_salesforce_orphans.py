@@ -7,8 +7,10 @@ records stay as other tests expect them.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import pytest
+import requests
 
 from airflow_provider_m2m.hooks.salesforce import SalesforceApiError, SalesforceM2MHook, SalesforceWriteError
 from airflow_provider_m2m.reconcile import NULL
@@ -331,3 +333,28 @@ def test_timed_out_bulk_job_records_fail(emulator: SalesforceEmulator) -> None:
     # The job goes on after the hook gives up and writes the flags.
     flagged = {record["Id"] for record in emulator.records(OBJECT) if record[KEY].startswith("BTO") and record[FLAG]}
     assert flagged == set(ids)
+
+
+def test_timed_out_request_keeps_earlier_outcomes(emulator: SalesforceEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read timeout on the second of two update requests stops the write as an HTTP error does."""
+    ids = list(_insert(emulator, "RTO", 300).values())
+    hook = SalesforceM2MHook()
+    send = hook._request
+    patches: list[str] = []
+
+    def time_out_second_patch(method: str, path: str, **kwargs: Any) -> requests.Response:
+        if method == "PATCH" and path == "composite/sobjects":
+            patches.append(path)
+            if len(patches) == 2:
+                raise requests.ReadTimeout("read timed out, as the test requested")
+        return send(method, path, **kwargs)
+
+    monkeypatch.setattr(hook, "_request", time_out_second_patch)
+
+    with pytest.raises(SalesforceWriteError) as raised:
+        hook.update_records(OBJECT, [{"Id": record_id, FLAG: True} for record_id in ids], bulk_threshold=1000)
+
+    outcomes = raised.value.outcomes
+    assert [outcome.status for outcome in outcomes] == ["updated"] * 200 + ["failed"] * 100
+    assert all("ReadTimeout" in (outcome.error or "") for outcome in outcomes[200:])
+    assert [outcome.key for outcome in outcomes] == ids
