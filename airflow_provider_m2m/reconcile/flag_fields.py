@@ -7,9 +7,9 @@ with the engine's `source_converter` for a `FieldMapping` built from the describ
 back with its `target_converter`, and the two comparable forms must be equal. Imports nothing from
 Airflow.
 
-A flag value that the describe proves the field cannot store (wrong type, too long, out of range,
-not a value of a restricted picklist, a field that does not exist or cannot be edited) raises
-ValueError naming `orphan_flag` and the field, before anything is written.
+Some flag values the describe proves the field cannot store: a wrong type, text too long, a number
+out of range, a value outside a restricted picklist, a field that does not exist or cannot be
+edited. Each raises ValueError naming `orphan_flag` and the field, before anything is written.
 """
 
 from __future__ import annotations
