@@ -90,7 +90,7 @@ def _field_check(object_name: str, name: str, value: FlagValue, described: Mappi
 
     if field_type is FieldType.DATETIME and isinstance(value, str) and not _has_time_zone(value):
         raise ValueError(
-            f"orphan_flag[{name!r}]={value!r} has no time zone; add Z or an offset, for example "
+            f"orphan_flag[{name!r}]={value!r} has no time zone. Add Z or an offset, for example "
             f"2026-01-01T00:00:00Z, so that it compares with the UTC value Salesforce stores in {object_name}.{name}"
         )
     field = _field_mapping(name, field_type, described)

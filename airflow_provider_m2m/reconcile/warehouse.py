@@ -899,7 +899,7 @@ def _rejections_without_key(bigquery: BigQueryRunner, mapping: Mapping, snapshot
     """Return the rejections of the source rows without a key, numbered by their place in the snapshot.
 
     plan_changes numbers such a row by its place in the source it reads, counting from 1. The
-    snapshot order stands for the source query's order: bqemulator keeps it, and BigQuery
+    snapshot order is taken as the source query's order: bqemulator keeps it, and BigQuery
     documents no order for a query without ORDER BY.
     """
     column = f"s.{quote_identifier(mapping.key.source)}"
@@ -916,6 +916,7 @@ def _rejections_without_key(bigquery: BigQueryRunner, mapping: Mapping, snapshot
         except InvalidValue as err:
             rejections.append(Rejection(missing_key_label(row["n"]), str(err)))
         else:
+            # Unreachable unless the SQL condition and source_converter disagree on what a missing key is.
             raise AssertionError(f"{mapping.key.target}: source_converter accepted the missing key {row['k']!r}")
     return rejections
 
