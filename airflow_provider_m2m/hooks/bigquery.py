@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -49,6 +51,7 @@ from airflow_provider_m2m.hooks._connection import (
 )
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from google.cloud import bigquery
 
 log = logging.getLogger(__name__)
@@ -524,6 +527,195 @@ def convert_row(fields: Sequence[Mapping[str, Any]], row: Mapping[str, Any]) -> 
     return {field["name"]: convert_cell(field, cell) for field, cell in zip(fields, cells, strict=True)}
 
 
+# Arrow conversion
+
+# Column types whose JSON cells query_arrow turns into an Arrow array with one cast of the cell
+# strings. Every other type goes through convert_cell, one Python value per cell.
+_CAST_TYPES = frozenset(
+    {"STRING", "INTEGER", "INT64", "FLOAT", "FLOAT64", "NUMERIC", "BIGNUMERIC", "BOOLEAN", "BOOL", "DATE", "DATETIME", "TIMESTAMP"}
+)
+
+
+def _arrow_errors() -> tuple[type[Exception], ...]:
+    """Return the pyarrow exceptions that a failed conversion raises."""
+    import pyarrow as pa
+
+    return (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
+
+
+@functools.cache
+def _arrow_scalar_types() -> dict[str, pa.DataType]:
+    import pyarrow as pa
+
+    return {
+        "INTEGER": pa.int64(),
+        "INT64": pa.int64(),
+        "FLOAT": pa.float64(),
+        "FLOAT64": pa.float64(),
+        # NUMERIC has precision 38 and scale 9. BIGNUMERIC has scale 38 and 76.76 digits of
+        # precision, so Arrow's widest decimal, precision 76, holds its values below 10**38 only.
+        "NUMERIC": pa.decimal128(38, 9),
+        "BIGNUMERIC": pa.decimal256(76, 38),
+        "BOOLEAN": pa.bool_(),
+        "BOOL": pa.bool_(),
+        "BYTES": pa.binary(),
+        "DATE": pa.date32(),
+        "DATETIME": pa.timestamp("us"),
+        "TIME": pa.time64("us"),
+        "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+    }
+
+
+def arrow_type(field: Mapping[str, Any]) -> pa.DataType | None:
+    """Return the Arrow type that `query_arrow` gives a column of this schema field.
+
+    Returns None for a column that contains JSON anywhere: a JSON value can be any document, so
+    that column's type is inferred from its values. STRING, GEOGRAPHY, INTERVAL, RANGE and types
+    unknown to this module become strings, as in `convert_cell`. Needs pyarrow.
+    """
+    import pyarrow as pa
+
+    if field.get("mode") == "REPEATED":
+        element = arrow_type({**field, "mode": "NULLABLE"})
+        return None if element is None else pa.list_(element)
+    field_type = str(field.get("type", "STRING")).upper()
+    if field_type in ("RECORD", "STRUCT"):
+        children = []
+        for child in field.get("fields", []):
+            child_type = arrow_type(child)
+            if child_type is None:
+                return None
+            children.append(pa.field(child["name"], child_type))
+        return pa.struct(children)
+    if field_type == "JSON":
+        return None
+    return _arrow_scalar_types().get(field_type, pa.string())
+
+
+def _cast_cells(field_type: str, values: list[Any], target: pa.DataType) -> pa.Array:
+    """Build an array from the cell strings of a column of one of `_CAST_TYPES` with Arrow casts.
+
+    Raises a pyarrow error for a value the cast rejects. Arrow parses the NaN, Infinity and
+    -Infinity that BigQuery writes for FLOAT64, and nan, inf and -inf as well (pyarrow 26).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    strings = pa.array(values, type=pa.string())
+    if field_type == "STRING":
+        return strings
+    if field_type in ("BOOL", "BOOLEAN"):
+        # Arrow's cast also reads 1, 0 and any letter case, which convert_cell handles differently.
+        if not pc.all(pc.is_in(strings.drop_null(), value_set=pa.array(["true", "false"]))).as_py():
+            raise pa.ArrowInvalid("BOOL cell other than true or false")
+        return pc.equal(strings, "true")
+    if field_type == "TIMESTAMP":
+        # Integer microseconds since the epoch, as formatOptions.useInt64Timestamp asks for.
+        return strings.cast(pa.int64()).cast(target)
+    return strings.cast(target)
+
+
+def _convert_cells(field: Mapping[str, Any], cells: Sequence[Any], target: pa.DataType) -> pa.Array:
+    """Convert each cell with `convert_cell` and build an array of type `target` from the values."""
+    import pyarrow as pa
+
+    values = [convert_cell(field, cell) for cell in cells]
+    try:
+        return pa.array(values, type=target)
+    except _arrow_errors() as err:
+        raise BigQueryError(
+            f"column {field.get('name')!r}: cannot store its {field.get('type')} values as Arrow {target}: {err}"
+        ) from err
+
+
+def _infer_array(field: Mapping[str, Any], values: list[Any]) -> pa.Array:
+    """Build an array whose type Arrow infers from the values of a column that contains JSON.
+
+    Raises BigQueryError when the array does not give back the same values, as for JSON objects
+    with different keys, which Arrow stores as one struct with every key.
+    """
+    import pyarrow as pa
+
+    hint = f"select TO_JSON_STRING({field.get('name')}) to read the column as STRING"
+    try:
+        array = pa.array(values)
+    except _arrow_errors() as err:
+        raise BigQueryError(
+            f"column {field.get('name')!r}: no Arrow type holds its values ({err}); {hint}"
+        ) from err
+    if not _same_values(array.to_pylist(), values):
+        raise BigQueryError(
+            f"column {field.get('name')!r}: Arrow type {array.type} inferred from its JSON values "
+            f"changes some of them, for example by adding missing object keys as null; {hint}"
+        )
+    return array
+
+
+def _same_values(left: Any, right: Any) -> bool:
+    """Compare two converted values as == does, except that a float NaN equals a float NaN."""
+    if isinstance(left, float) and isinstance(right, float) and math.isnan(left) and math.isnan(right):
+        return True
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(_same_values(left[key], right[key]) for key in left)
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(_same_values(a, b) for a, b in zip(left, right, strict=True))
+    return bool(left == right)
+
+
+class ArrowTableBuilder:
+    """Build one Arrow table from the result pages of a query, column by column.
+
+    Each page adds one chunk per column, typed by `arrow_type`, so every page has the schema of
+    the first. A column that contains JSON is kept as Python values until `table()` infers its
+    type once over every row. Needs pyarrow.
+    """
+
+    def __init__(self, fields: Sequence[Mapping[str, Any]]) -> None:
+        self.fields = list(fields)
+        self.types = [arrow_type(field) for field in self.fields]
+        self._chunks: list[list[pa.Array]] = [[] for _ in self.fields]
+        self._values: list[list[Any]] = [[] for _ in self.fields]
+
+    def add_page(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Convert one page of `{"f": [{"v": ...}, ...]}` rows and append it to the columns."""
+        if not rows:
+            return
+        columns = list(zip(*(row.get("f", []) for row in rows), strict=True))
+        if len(columns) != len(self.fields):
+            raise BigQueryError(
+                f"result rows have {len(columns)} cells but the schema has {len(self.fields)} columns"
+            )
+        for index, (field, cells) in enumerate(zip(self.fields, columns, strict=True)):
+            target = self.types[index]
+            if target is None:
+                self._values[index] += [convert_cell(field, cell) for cell in cells]
+            else:
+                self._chunks[index].append(self._column(field, cells, target))
+
+    def _column(self, field: Mapping[str, Any], cells: Sequence[Any], target: pa.DataType) -> pa.Array:
+        field_type = str(field.get("type", "STRING")).upper()
+        if field.get("mode") != "REPEATED" and field_type in _CAST_TYPES:
+            try:
+                return _cast_cells(field_type, [cell.get("v") for cell in cells], target)
+            except _arrow_errors():
+                # convert_cell raises BigQueryError for the cell that does not parse, or converts
+                # the forms the cast rejects, such as TIMESTAMP in float seconds.
+                pass
+        return _convert_cells(field, cells, target)
+
+    def table(self) -> pa.Table:
+        """Return the table of every page added so far."""
+        import pyarrow as pa
+
+        columns = []
+        for field, target, chunks, values in zip(self.fields, self.types, self._chunks, self._values, strict=True):
+            if target is None:
+                columns.append(pa.chunked_array([_infer_array(field, values)]))
+            else:
+                columns.append(pa.chunked_array(chunks, type=target))
+        return pa.Table.from_arrays(columns, names=[field["name"] for field in self.fields])
+
+
 # Query parameters
 
 
@@ -807,15 +999,12 @@ class BigQueryM2MHook(M2MConnectionMixin, BaseHook):
             params=params,
         )
 
-    def iter_rows(
-        self, sql: str, *, parameters: Mapping[str, Any] | None = None, page_size: int = DEFAULT_PAGE_SIZE
-    ) -> Iterator[dict[str, Any]]:
-        """Run a GoogleSQL query and yield its rows as dicts of Python values, page by page.
+    def _query_pages(
+        self, sql: str, parameters: Mapping[str, Any] | None, page_size: int
+    ) -> Iterator[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+        """Run a GoogleSQL query and yield (schema fields, REST rows) for each result page.
 
-        NUMERIC and BIGNUMERIC become Decimal, DATE a date, DATETIME a naive datetime and
-        TIMESTAMP an aware UTC datetime. INT64 becomes int, FLOAT64 float (NaN and infinities
-        included), BOOL bool, BYTES bytes and JSON the parsed value. ARRAY becomes a list and
-        STRUCT a dict, recursively. `parameters` become named parameters, `@name` in the SQL.
+        The first page is yielded even when the result has no rows, so the caller sees the schema.
         """
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
@@ -835,9 +1024,9 @@ class BigQueryM2MHook(M2MConnectionMixin, BaseHook):
         fields = (response.get("schema") or {}).get("fields", [])
         count = 0
         while True:
-            for row in response.get("rows") or []:
-                count += 1
-                yield convert_row(fields, row)
+            rows = response.get("rows") or []
+            count += len(rows)
+            yield fields, rows
             page_token = response.get("pageToken")
             if not page_token:
                 break
@@ -848,6 +1037,44 @@ class BigQueryM2MHook(M2MConnectionMixin, BaseHook):
             self.bigquery_m2m_conn_id,
             count,
         )
+
+    def iter_rows(
+        self, sql: str, *, parameters: Mapping[str, Any] | None = None, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[dict[str, Any]]:
+        """Run a GoogleSQL query and yield its rows as dicts of Python values, page by page.
+
+        NUMERIC and BIGNUMERIC become Decimal, DATE a date, DATETIME a naive datetime and
+        TIMESTAMP an aware UTC datetime. INT64 becomes int, FLOAT64 float (NaN and infinities
+        included), BOOL bool, BYTES bytes and JSON the parsed value. ARRAY becomes a list and
+        STRUCT a dict, recursively. `parameters` become named parameters, `@name` in the SQL.
+        """
+        for fields, rows in self._query_pages(sql, parameters, page_size):
+            for row in rows:
+                yield convert_row(fields, row)
+
+    def query_arrow(
+        self, sql: str, *, parameters: Mapping[str, Any] | None = None, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> pa.Table:
+        """Run a GoogleSQL query and return every row as one Arrow table. Needs pyarrow.
+
+        `table.to_pylist()` equals `list(iter_rows(...))`. Columns of INT64, FLOAT64, NUMERIC,
+        BIGNUMERIC, BOOL, DATE, DATETIME, TIMESTAMP and STRING are cast from the cell strings
+        by Arrow, with no Python object per value: int64, float64, decimal128(38, 9),
+        decimal256(76, 38), bool, date32, timestamp("us"), timestamp("us", tz="UTC") and
+        string. BYTES becomes binary, TIME time64("us"), ARRAY a list and STRUCT a struct,
+        converted value by value. Arrow infers the type of a column that contains JSON.
+
+        Raises BigQueryError naming the column for a cell that does not parse, for a BIGNUMERIC
+        of 10**38 or more, which decimal256(76, 38) cannot hold, and for JSON values that no
+        Arrow type gives back unchanged.
+        """
+        builder: ArrowTableBuilder | None = None
+        for fields, rows in self._query_pages(sql, parameters, page_size):
+            if builder is None:
+                builder = ArrowTableBuilder(fields)
+            builder.add_page(rows)
+        assert builder is not None, "_query_pages yields the first page even when it has no rows"
+        return builder.table()
 
     def get_records(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Return every row of a query as a list; use `iter_rows` for large results."""

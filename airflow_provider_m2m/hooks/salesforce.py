@@ -9,17 +9,18 @@ session timeout.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import logging
 import re
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, UTC
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, quote_plus
 
 import requests
@@ -50,9 +51,13 @@ from airflow_provider_m2m.reconcile.mapping import NULL
 from airflow_provider_m2m.reconcile.result import RecordOutcome
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from simple_salesforce import Salesforce
 
 log = logging.getLogger(__name__)
+
+# A parsed Bulk API 2.0 query result page: a list of rows or an Arrow table.
+PageT = TypeVar("PageT", bound=Sized)
 
 FLOWS = ("client_credentials", "jwt_bearer")
 PRODUCTION_LOGIN_URL = "https://login.salesforce.com"
@@ -95,6 +100,8 @@ MAX_REST_QUERY_BYTES = 12_000
 _SOQL_ESCAPES = {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 # The status code that starts a Bulk API 2.0 sf__Error cell, as in "ENTITY_IS_DELETED:entity is deleted:--".
 _BULK_ERROR_CODE = re.compile(r"^([A-Z][A-Z_]*):")
+# The part of pyarrow's CSV error for a row of the wrong length that comes before the row's text.
+_CSV_COLUMN_COUNT_ERROR = re.compile(r"Expected \d+ columns, got \d+")
 
 # Hints for the login errors Salesforce returns most often, keyed by a lowercase fragment of
 # its error_description.
@@ -438,6 +445,74 @@ def _csv_rows(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
+def _csv_page_rows(response: requests.Response) -> list[dict[str, str]]:
+    """Parse a Bulk API 2.0 query result page into one dict of CSV text per row."""
+    # Salesforce sends CSV as UTF-8; without a charset requests would decode it as Latin-1.
+    # utf-8-sig drops a byte order mark, as pyarrow's CSV reader does.
+    response.encoding = "utf-8-sig"
+    return _csv_rows(response.text)
+
+
+def _csv_header(content: bytes) -> list[str] | None:
+    """Return the names in the header row of a CSV document, or None when it has no rows."""
+    lines = codecs.iterdecode(io.BytesIO(content), "utf-8-sig", errors="replace")
+    return next(csv.reader(lines), None)
+
+
+def _csv_page_table(response: requests.Response) -> pa.Table:
+    """Parse a Bulk API 2.0 query result page into an Arrow table of string columns.
+
+    The values are the same as `_csv_page_rows` returns: an empty value stays an empty string,
+    never a null, and a quoted value keeps its line breaks. Invalid UTF-8 is replaced with
+    U+FFFD, as requests does when it decodes the page for `_csv_page_rows`. Raises ValueError
+    for a page that is not valid CSV.
+    """
+    import pyarrow as pa
+
+    content = response.content
+    header = _csv_header(content)
+    if header is None:
+        return pa.table({})
+    try:
+        return _read_csv_strings(content, header)
+    except pa.ArrowInvalid as err:
+        try:
+            content.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            raise ValueError(_csv_error_summary(err)) from None
+    try:
+        return _read_csv_strings(content.decode("utf-8", errors="replace").encode("utf-8"), header)
+    except pa.ArrowInvalid as err:
+        raise ValueError(_csv_error_summary(err)) from None
+
+
+def _read_csv_strings(content: bytes, header: list[str]) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    return pa_csv.read_csv(
+        io.BytesIO(content),
+        read_options=pa_csv.ReadOptions(encoding="utf8"),
+        # RFC 4180 section 2.6: a quoted field may contain line breaks.
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+        # Every column is text, as csv.DictReader returns it: no type inference, and no empty
+        # or quoted value read as null.
+        convert_options=pa_csv.ConvertOptions(
+            column_types={name: pa.string() for name in header},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+
+
+def _csv_error_summary(err: Exception) -> str:
+    """Return pyarrow's CSV error without the text of the row it quotes, which is record data."""
+    match = _CSV_COLUMN_COUNT_ERROR.search(str(err))
+    return match.group(0) if match else f"pyarrow could not parse it ({type(err).__name__})"
+
+
 def soql_quote(value: str) -> str:
     """Return `value` as a quoted SOQL string literal, with its special characters escaped."""
     return "'" + "".join(_SOQL_ESCAPES.get(char, char) for char in value) + "'"
@@ -707,12 +782,13 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
 
     # Bulk API 2.0 query
 
-    def bulk_query(self, soql: str, *, page_size: int = BULK_QUERY_PAGE_SIZE) -> Iterator[dict[str, str]]:
-        """Run a SOQL query as a Bulk API 2.0 query job and yield every row of every result page.
+    def _bulk_query_pages(
+        self, soql: str, page_size: int, parse_page: Callable[[requests.Response], PageT]
+    ) -> Iterator[PageT]:
+        """Run a SOQL query as a Bulk API 2.0 query job and yield each result page parsed by `parse_page`.
 
-        Values are the CSV text Salesforce writes: an empty string for null, `true`/`false`,
-        ISO 8601 dates. Pages of at most `page_size` rows are fetched one at a time, following
-        the `Sforce-Locator` header, as the iterator is consumed.
+        Pages of at most `page_size` rows are fetched one at a time, following the
+        `Sforce-Locator` header, as the iterator is consumed.
         """
         job = self._request(
             "POST",
@@ -736,15 +812,46 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
             if locator:
                 params["locator"] = locator
             response = self._request("GET", f"jobs/query/{job_id}/results", params=params)
-            # Salesforce sends CSV as UTF-8; without a charset requests would decode it as Latin-1.
-            response.encoding = "utf-8"
-            rows = _csv_rows(response.text)
-            total += len(rows)
-            yield from rows
+            try:
+                page = parse_page(response)
+            except ValueError as err:
+                raise SalesforceApiError(
+                    f"Connection {self.salesforce_m2m_conn_id!r}: Bulk API 2.0 query job {job_id} returned "
+                    f"a result page that is not valid CSV: {err}"
+                ) from err
+            total += len(page)
+            yield page
             locator = response.headers.get("Sforce-Locator")
             if not locator or locator == "null":
                 break
         log.info("Bulk API 2.0 query job %s returned %d rows", job_id, total)
+
+    def bulk_query(self, soql: str, *, page_size: int = BULK_QUERY_PAGE_SIZE) -> Iterator[dict[str, str]]:
+        """Run a SOQL query as a Bulk API 2.0 query job and yield every row of every result page.
+
+        Values are the CSV text Salesforce writes: an empty string for null, `true`/`false`,
+        ISO 8601 dates. Pages of at most `page_size` rows are fetched one at a time, following
+        the `Sforce-Locator` header, as the iterator is consumed.
+        """
+        for rows in self._bulk_query_pages(soql, page_size, _csv_page_rows):
+            yield from rows
+
+    def bulk_query_arrow(self, soql: str, *, page_size: int = BULK_QUERY_PAGE_SIZE) -> pa.Table:
+        """Run a SOQL query as a Bulk API 2.0 query job and return every row as one Arrow table.
+
+        Needs pyarrow. Every column is a string column of the CSV text Salesforce writes, an
+        empty string for null, and `table.to_pylist()` equals `list(bulk_query(...))`. pyarrow
+        parses each page, so no Python object is made per value. A query with no rows returns
+        the selected columns with no rows when the result has a header row, else a table with
+        no columns. Raises SalesforceApiError for a page that is not valid CSV, such as a row
+        with more or fewer values than the header.
+        """
+        import pyarrow as pa
+
+        pages = [table for table in self._bulk_query_pages(soql, page_size, _csv_page_table) if table.num_columns]
+        if not pages:
+            return pa.table({})
+        return pa.concat_tables(pages)
 
     def _wait_for_job(self, kind: str, job_id: str) -> dict[str, Any]:
         """Poll a Bulk API 2.0 job until it completes; raise when it fails, aborts or times out."""
