@@ -80,8 +80,21 @@ def plan_changes(
     Unless `mapping.key_case_sensitive` is set, text keys are compared after `str.casefold()`.
     A write then carries the source's spelling of its key, and an orphan the target's.
     """
+    return plan_rows(source_rows, target_records, mapping, include_orphans=include_orphans)
+
+
+def plan_rows(
+    source_rows: Iterable[MappingABC[str, Any]],
+    target_records: Iterable[MappingABC[str, Any]],
+    mapping: Mapping,
+    *,
+    include_orphans: bool = False,
+    log_counts: bool = True,
+) -> Plan:
+    """`plan_changes`, for an engine that plans part of the rows itself: with `log_counts=False` it
+    does not log how many rows it read, because they are not all of the run's rows."""
     plan = Plan(mapping=mapping)
-    differ = _Differ(mapping, plan)
+    differ = _Differ(mapping, plan, log_counts=log_counts)
     differ.read_target(target_records)
     differ.read_source(source_rows)
 
@@ -159,8 +172,9 @@ class _Differ:
     field in `_add`. A source key's spelling travels with its row into the plan.
     """
 
-    def __init__(self, mapping: Mapping, plan: Plan) -> None:
+    def __init__(self, mapping: Mapping, plan: Plan, *, log_counts: bool = True) -> None:
         self.plan = plan
+        self.log_counts = log_counts
         self.fields = mapping.fields
         self.key_name = mapping.key.target
         self.key_column = mapping.key.source
@@ -202,9 +216,13 @@ class _Differ:
             else:
                 repeated = sorted(self.repeated)
             raise DuplicateKeyError("target", self.key_name, repeated, case_sensitive=not self.fold_keys)
-        log.info(
-            "Indexed %d target records (%d without %s)", plan.read_target, plan.target_without_key, self.key_name
-        )
+        if self.log_counts:
+            log.info(
+                "Indexed %d target records (%d without %s)",
+                plan.read_target,
+                plan.target_without_key,
+                self.key_name,
+            )
 
     def _index_chunk(self, chunk: list[MappingABC[str, Any]]) -> bool:
         """Index a chunk of all-text records with keys; return False to have it indexed row by row."""
@@ -296,7 +314,8 @@ class _Differ:
         if self.repeated:
             repeated = sorted(self.repeated)
             raise DuplicateKeyError("source", self.key_name, repeated, case_sensitive=not self.fold_keys)
-        log.info("Compared %d source rows", plan.read_source)
+        if self.log_counts:
+            log.info("Compared %d source rows", plan.read_source)
 
     def _plan_chunk(self, chunk: list[MappingABC[str, Any]]) -> bool:
         """Plan a chunk whose rows all convert; return False to have it planned row by row."""

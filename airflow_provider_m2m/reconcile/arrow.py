@@ -1,0 +1,389 @@
+"""Diff Arrow tables: prove the unchanged rows in Arrow kernels, and plan the rest with `plan_changes`.
+
+`plan_changes_arrow(source, target, mapping)` returns the plan that
+`plan_changes(source.to_pylist(), target.to_pylist(), mapping)` returns, or raises the same error,
+without a Python object per value for the rows that did not change.
+
+1. For each source value whose type it can follow exactly, Arrow compute kernels write the text a
+   Bulk API 2.0 query CSV holds for that value. A value it cannot follow gets a null text: a null
+   in a required field, text that `normalize` would reject, a number with more digits than Python's
+   decimal context holds, a datetime without a zone.
+2. The two sides are joined by external id, and each source row's texts are compared with the
+   target record's. A row whose texts all equal the target's is unchanged, as it is for
+   `plan_changes`, whose first comparison is the same comparison of the same texts.
+3. Every other source row, and every target record that no unchanged row matched, goes to
+   `plan_changes` as Python dicts. It plans creates, updates, rejections and orphans as always.
+
+When a precondition of this split does not hold, both whole tables go to `plan_changes`: a mapped
+column is missing or has a type listed nowhere below, a key is null, empty or repeated on one side,
+or keys fold case and one of them is not ASCII. `plan_changes` then raises the error or plans the
+rows one by one.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_m2m.reconcile.diff import SEPARATOR, plan_rows
+from airflow_provider_m2m.reconcile.mapping import FieldMapping, FieldType, Mapping
+from airflow_provider_m2m.reconcile.plan import Plan
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+# Python's default decimal context, which normalize.py rounds in, holds 28 digits.
+_DECIMAL_DIGITS = 28
+# Above this scale normalize.py writes Decimals with format(), and Arrow may write an exponent.
+_PLAIN_SCALE = 6
+_TIMESTAMP_UNITS = frozenset({"s", "ms", "us"})
+
+
+def plan_changes_arrow(
+    source: pa.Table, target: pa.Table, mapping: Mapping, *, include_orphans: bool = False
+) -> Plan:
+    """Compare a source table with a target table by external id and return the plan.
+
+    `source` holds typed columns, as BigQuery returns them. `target` holds string columns, the text
+    of a Bulk API 2.0 query CSV, with an empty string for null. Needs pyarrow.
+    """
+    import pyarrow as pa
+
+    reason = _unsupported(source, target, mapping)
+    if reason is None:
+        try:
+            plan = _plan_split(source, target, mapping, include_orphans)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+            # A kernel refused a value, such as a decimal that rounding would carry past its
+            # precision. plan_changes applies normalize.py's rules to it instead.
+            plan, reason = None, f"an Arrow kernel refused a value: {err}"
+        else:
+            reason = "a key is null, empty, repeated, not in NFC or (when keys fold case) not ASCII"
+        if plan is not None:
+            return plan
+    log.info("Comparing all %d source rows one by one: %s", source.num_rows, reason)
+    return _plan_all_rows(source, target, mapping, include_orphans)
+
+
+def _plan_all_rows(source: pa.Table, target: pa.Table, mapping: Mapping, include_orphans: bool) -> Plan:
+    return plan_rows(source.to_pylist(), target.to_pylist(), mapping, include_orphans=include_orphans)
+
+
+def _unsupported(source: pa.Table, target: pa.Table, mapping: Mapping) -> str | None:
+    """Return why the tables cannot be split by the Arrow kernels, or None when they can."""
+    import pyarrow as pa
+
+    for column in mapping.source_columns():
+        if column not in source.column_names:
+            return f"the source has no column {column}"
+    for name in mapping.target_fields():
+        if name not in target.column_names:
+            return f"the target has no field {name}"
+        if target.schema.field(name).type not in (pa.string(), pa.large_string()):
+            return f"the target field {name} is not text"
+    if not mapping.key.type.is_text or not _is_text(source.schema.field(mapping.key.source).type):
+        return "the external id is not text"
+    for mapped in mapping.fields:
+        if not _SOURCE_TYPES[mapped.type](source.schema.field(mapped.source).type):
+            return f"the source column {mapped.source} has type {source.schema.field(mapped.source).type}"
+    return None
+
+
+def _plan_split(source: pa.Table, target: pa.Table, mapping: Mapping, include_orphans: bool) -> Plan | None:
+    """Count the rows equal to the target's text, plan the others row by row; None when a key fails."""
+    import pyarrow.compute as pc
+
+    fold = not mapping.key_case_sensitive
+    source_spellings = _combined(source.column(mapping.key.source))
+    target_spellings = _combined(target.column(mapping.key.target))
+    source_keys = _keys(source_spellings, mapping.key, fold, source=True)
+    target_keys = _keys(target_spellings, mapping.key, fold, source=False)
+    if source_keys is None or target_keys is None:
+        return None
+
+    source_texts = [_query_texts(source.column(f.source), f) for f in mapping.fields]
+    target_texts = [target.column(f.target) for f in mapping.fields]
+    if fold:
+        # A row spelling its key in another case is compared field by field in plan_changes.
+        source_texts.append(source_spellings)
+        target_texts.append(target_spellings)
+    positions = pc.index_in(source_keys, value_set=target_keys)  # null where the key is new
+    same = pc.is_valid(positions)
+    for source_column, target_column in zip(source_texts, target_texts):
+        # Field by field: taking one target column at a time costs less than joining each
+        # side's texts into one string per row, above all while the memory pool is still cold.
+        same = pc.and_(same, pc.equal(source_column, pc.take(target_column, positions)))
+    same = pc.fill_null(same, False)
+
+    unchanged = pc.sum(same).as_py() or 0
+    rest = plan_rows(
+        source.filter(pc.invert(same)).to_pylist(),
+        _unclaimed(target, pc.filter(positions, same)).to_pylist(),
+        mapping,
+        include_orphans=include_orphans,
+        log_counts=False,
+    )
+    rest.unchanged += unchanged
+    rest.read_source = source.num_rows
+    rest.read_target = target.num_rows
+    log.info(
+        "Compared %d source rows with %d target records: %d equal as text, %d compared one by one",
+        source.num_rows,
+        target.num_rows,
+        unchanged,
+        source.num_rows - unchanged,
+    )
+    return rest
+
+
+def _unclaimed(target: pa.Table, claimed: pa.Array) -> pa.Table:
+    """Return the target records at no position in `claimed`, a list of distinct positions."""
+    import pyarrow.compute as pc
+
+    if not len(claimed):
+        return target
+    # inverse_permutation puts a value at each claimed position and a null everywhere else.
+    return target.filter(pc.is_null(pc.inverse_permutation(claimed, max_index=target.num_rows - 1)))
+
+
+def _combined(column: pa.ChunkedArray) -> pa.Array:
+    import pyarrow as pa
+
+    return pa.concat_arrays(column.chunks) if column.num_chunks else pa.array([], column.type)
+
+
+def _keys(spellings: pa.Array, key: FieldMapping, fold: bool, *, source: bool) -> pa.Array | None:
+    """Return the keys as plan_changes compares them, or None when a key needs plan_changes' rules.
+
+    Every source key must be present and valid. A target key may be empty: plan_changes counts
+    that record as one without a key, and no source key equals it. No key may repeat on its side.
+    """
+    import pyarrow.compute as pc
+
+    if spellings.null_count:
+        return None
+    present = pc.greater(pc.utf8_length(spellings), 0)
+    if source:
+        if not pc.all(present).as_py() or pc.any(_doubtful_text(spellings, key)).as_py():
+            return None
+    elif pc.any(pc.match_substring(spellings, SEPARATOR)).as_py():
+        return None
+    if pc.all(pc.string_is_ascii(spellings)).as_py() is False:
+        # str.casefold and utf8_lower differ outside ASCII, and plan_changes matches a key that is
+        # not in NFC with its NFC spelling.
+        if fold or not pc.all(pc.equal(pc.utf8_normalize(spellings, "NFC"), spellings)).as_py():
+            return None
+    keys = pc.utf8_lower(spellings) if fold else spellings
+    counted = keys if source else pc.filter(keys, present)
+    if len(pc.unique(counted)) != len(counted):
+        return None
+    return keys
+
+
+def _is_text(arrow_type: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    return arrow_type in (pa.string(), pa.large_string())
+
+
+# Query texts of source columns --------------------------------------------------------------------
+#
+# Each function returns the text a Bulk API 2.0 query CSV holds for each value, or null where the
+# value must go through normalize.py's rules: those rows then differ from every target text.
+
+
+def _query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.ChunkedArray:
+    return _QUERY_TEXTS[field.type](column, field)
+
+
+def _null_texts(column: pa.ChunkedArray, texts: pa.ChunkedArray, field: FieldMapping) -> pa.ChunkedArray:
+    """Write a null value as the empty text when the field allows null; leave it null otherwise."""
+    import pyarrow.compute as pc
+
+    if not field.nullable or not column.null_count:
+        return texts
+    return pc.if_else(pc.is_null(column), "", texts)
+
+
+def _doubtful_text(column: pa.ChunkedArray | pa.Array, field: FieldMapping) -> pa.ChunkedArray | pa.Array:
+    """Mark the text values normalize.py might reject: NUL, or possibly longer than the field in NFC.
+
+    The length is counted in code points after NFC. NFC makes a text at most three times longer
+    (Unicode Standard Annex #15, "Stabilized Strings"), so text outside ASCII is doubtful when three
+    times its length exceeds the field's.
+    """
+    import pyarrow.compute as pc
+
+    doubtful = pc.fill_null(pc.match_substring(column, SEPARATOR), False)
+    if field.length is None:
+        return doubtful
+    lengths = pc.utf8_length(column)
+    too_long = pc.greater(lengths, field.length)
+    may_grow = pc.and_(pc.invert(pc.string_is_ascii(column)), pc.greater(pc.multiply(lengths, 3), field.length))
+    return pc.or_(doubtful, pc.fill_null(pc.or_(too_long, may_grow), False))
+
+
+def _text_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.ChunkedArray:
+    """Text as it is. Text outside NFC equals the target's only when the target has the same form,
+    and normalize.py converts both sides to NFC, so it finds them equal too."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    texts = column.cast(pa.string())
+    doubtful = _doubtful_text(texts, field)
+    if not field.nullable:
+        doubtful = pc.or_(doubtful, pc.equal(texts, ""))  # normalize.py rejects an empty required value
+    texts = pc.if_else(doubtful, pa.scalar(None, pa.string()), texts)
+    return _null_texts(column, texts, field)
+
+
+def _decimal_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.ChunkedArray:
+    """Rounded half away from zero to the field's scale, then without trailing zeros, as the query
+    writes numbers. Values whose rounding normalize.py would refuse for too many digits are null."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrow_type = column.type
+    if field.scale is None:
+        scale = arrow_type.scale
+        rounded = column
+    else:
+        scale = min(field.scale, arrow_type.scale)
+        rounded = pc.round(column, field.scale, round_mode="half_towards_infinity")
+        rounded = rounded.cast(_decimal_type(arrow_type, scale))
+    # Rounding in normalize.py fails beyond 28 digits at the field's scale, and without a scale it
+    # rounds to 28 significant digits; either way a smaller value is written exactly.
+    digits_scale = arrow_type.scale if field.scale is None else field.scale
+    limit = pa.scalar(Decimal(10) ** (_DECIMAL_DIGITS - digits_scale), _decimal_type(arrow_type, scale, widest=True))
+    texts = rounded.cast(pa.string())
+    if scale > 0:
+        texts = pc.utf8_rtrim(pc.utf8_rtrim(texts, characters="0"), characters=".")
+    doubtful = pc.greater_equal(pc.abs(rounded), limit)
+    if field.scale is None or scale > _PLAIN_SCALE:
+        doubtful = pc.or_(doubtful, pc.match_substring(texts, "E"))
+    texts = pc.if_else(pc.fill_null(doubtful, False), pa.scalar(None, pa.string()), texts)
+    return _null_texts(column, texts, field)
+
+
+def _decimal_type(arrow_type: pa.DataType, scale: int, *, widest: bool = False) -> pa.DataType:
+    import pyarrow as pa
+
+    if isinstance(arrow_type, pa.Decimal256Type):
+        return pa.decimal256(76 if widest else arrow_type.precision, scale)
+    return pa.decimal128(38 if widest else arrow_type.precision, scale)
+
+
+def _integer_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.ChunkedArray:
+    import pyarrow as pa
+
+    return _null_texts(column, column.cast(pa.string()), field)
+
+
+def _boolean_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.ChunkedArray:
+    """"true" or "false"; a checkbox has no null, and normalize.py writes null as "false"."""
+    import pyarrow.compute as pc
+
+    return pc.if_else(pc.fill_null(column, False), "true", "false")
+
+
+def _date_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.ChunkedArray:
+    """ISO 8601 "YYYY-MM-DD" for the years Python's date can hold."""
+    import pyarrow as pa
+
+    days = column.cast(pa.date32())
+    texts = _within_python_years(days, days.cast(pa.string()))
+    return _null_texts(column, texts, field)
+
+
+def _datetime_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.ChunkedArray:
+    """UTC, truncated to the second towards the earlier one, "YYYY-MM-DDTHH:MM:SS.000Z".
+
+    A timestamp without a zone is null: normalize.py rejects a naive datetime.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if column.type.tz is None:
+        return pa.chunked_array([pa.nulls(len(column), pa.string())])
+    seconds = pc.floor_temporal(column.cast(pa.timestamp(column.type.unit, tz="UTC")), 1, "second")
+    seconds = seconds.cast(pa.timestamp("s", tz="UTC"))
+    days = seconds.cast(pa.date32())
+    times = seconds.cast(pa.time32("s"), safe=False)
+    texts = pc.binary_join_element_wise(days.cast(pa.string()), "T", times.cast(pa.string()), ".000Z", "")
+    return _null_texts(column, _within_python_years(days, texts), field)
+
+
+def _within_python_years(days: pa.ChunkedArray, texts: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Null the texts of days outside years 1 to 9999, which Python's date cannot hold."""
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    inside = pc.and_(
+        pc.greater_equal(days, pa.scalar(datetime.date.min, pa.date32())),
+        pc.less_equal(days, pa.scalar(datetime.date.max, pa.date32())),
+    )
+    return pc.if_else(pc.fill_null(inside, True), texts, pa.scalar(None, pa.string()))
+
+
+def _any_text(arrow_type: pa.DataType) -> bool:
+    return _is_text(arrow_type)
+
+
+def _any_decimal(arrow_type: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    return isinstance(arrow_type, (pa.Decimal128Type, pa.Decimal256Type)) and arrow_type.scale >= 0
+
+
+def _any_integer(arrow_type: pa.DataType) -> bool:
+    import pyarrow.types as types
+
+    return types.is_integer(arrow_type)
+
+
+def _any_boolean(arrow_type: pa.DataType) -> bool:
+    import pyarrow.types as types
+
+    return types.is_boolean(arrow_type)
+
+
+def _any_date(arrow_type: pa.DataType) -> bool:
+    import pyarrow.types as types
+
+    return types.is_date32(arrow_type) or types.is_date64(arrow_type)
+
+
+def _any_timestamp(arrow_type: pa.DataType) -> bool:
+    import pyarrow.types as types
+
+    return types.is_timestamp(arrow_type) and arrow_type.unit in _TIMESTAMP_UNITS
+
+
+def _never(arrow_type: pa.DataType) -> bool:
+    return False
+
+
+_SOURCE_TYPES: dict[FieldType, Any] = {
+    FieldType.DECIMAL: _any_decimal,
+    FieldType.INTEGER: _any_integer,
+    FieldType.DOUBLE: _never,  # Arrow and Python write some floats differently
+    FieldType.BOOLEAN: _any_boolean,
+    FieldType.DATE: _any_date,
+    FieldType.DATETIME: _any_timestamp,
+}
+_QUERY_TEXTS: dict[FieldType, Any] = {
+    FieldType.DECIMAL: _decimal_query_texts,
+    FieldType.INTEGER: _integer_query_texts,
+    FieldType.BOOLEAN: _boolean_query_texts,
+    FieldType.DATE: _date_query_texts,
+    FieldType.DATETIME: _datetime_query_texts,
+}
+for _text_type in FieldType:
+    if _text_type.is_text:
+        _SOURCE_TYPES[_text_type] = _any_text
+        _QUERY_TEXTS[_text_type] = _text_query_texts
