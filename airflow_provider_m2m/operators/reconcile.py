@@ -13,7 +13,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_m2m.hooks.bigquery import BigQueryM2MHook
 from airflow_provider_m2m.hooks.salesforce import SalesforceApiError, SalesforceM2MHook, SalesforceWriteError
-from airflow_provider_m2m.reconcile import Mapping, account, plan_changes, write_failures_csv
+from airflow_provider_m2m.reconcile import Mapping, account, write_failures_csv
 from airflow_provider_m2m.reconcile.flag_fields import describe_orphan_flag
 from airflow_provider_m2m.reconcile.orphans import (
     DEFAULT_MAX_ORPHAN_FRACTION,
@@ -32,6 +32,7 @@ from airflow_provider_m2m.reconcile.orphans import (
 )
 from airflow_provider_m2m.reconcile.plan import Plan
 from airflow_provider_m2m.reconcile.result import DEFAULT_FAILURE_SAMPLES, ReconcileResult, RecordOutcome
+from airflow_provider_m2m.reconcile.arrow import plan_changes_arrow
 from airflow_provider_m2m.reconcile.warehouse import plan_changes_in_warehouse
 
 if TYPE_CHECKING:
@@ -224,9 +225,13 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
         dataset = self._staging_dataset()  # checked before the Bulk API query starts
         if dataset is not None:
             self._check_staging_dataset_exists(bigquery, dataset)
-        target_records = salesforce.bulk_query(self._target_soql())
         if dataset is None:
-            return plan_changes(bigquery.iter_rows(self.source_sql), target_records, self.mapping)
+            # Both sides as Arrow tables, the target first as plan_changes reads it: the rows equal
+            # to the target are proven with no Python object per value.
+            target = salesforce.bulk_query_arrow(self._target_soql())
+            return plan_changes_arrow(bigquery.query_arrow(self.source_sql), target, self.mapping)
+
+        target_records = salesforce.bulk_query(self._target_soql())
 
         staging_table = f"{dataset}.{_staging_table_name(self.target_object, context['run_id'])}"
         # plan_changes_in_warehouse logs how many rows BigQuery proved unchanged.
