@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import math
+import operator
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -534,10 +535,12 @@ def convert_row(fields: Sequence[Mapping[str, Any]], row: Mapping[str, Any]) -> 
 _CAST_TYPES = frozenset(
     {"STRING", "INTEGER", "INT64", "FLOAT", "FLOAT64", "NUMERIC", "BIGNUMERIC", "BOOLEAN", "BOOL", "DATE", "DATETIME", "TIMESTAMP"}
 )
+# The value of a REST cell, {"v": value}, read without a Python call per cell.
+_CELL_VALUE = operator.itemgetter("v")
 
 
 def _arrow_errors() -> tuple[type[Exception], ...]:
-    """Return the pyarrow exceptions that a failed conversion raises."""
+    """Return the exceptions that a failed pyarrow conversion raises."""
     import pyarrow as pa
 
     return (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
@@ -553,7 +556,7 @@ def _arrow_scalar_types() -> dict[str, pa.DataType]:
         "FLOAT": pa.float64(),
         "FLOAT64": pa.float64(),
         # NUMERIC has precision 38 and scale 9. BIGNUMERIC has scale 38 and 76.76 digits of
-        # precision, so Arrow's widest decimal, precision 76, holds its values below 10**38 only.
+        # precision, so Arrow's widest decimal, precision 76, stores only its values below 10**38.
         "NUMERIC": pa.decimal128(38, 9),
         "BIGNUMERIC": pa.decimal256(76, 38),
         "BOOLEAN": pa.bool_(),
@@ -569,8 +572,8 @@ def _arrow_scalar_types() -> dict[str, pa.DataType]:
 def arrow_type(field: Mapping[str, Any]) -> pa.DataType | None:
     """Return the Arrow type that `query_arrow` gives a column of this schema field.
 
-    Returns None for a column that contains JSON anywhere: a JSON value can be any document, so
-    that column's type is inferred from its values. STRING, GEOGRAPHY, INTERVAL, RANGE and types
+    Returns None for a column that contains JSON anywhere, because a JSON value can be any
+    document, so Arrow infers that column's type from its values. STRING, GEOGRAPHY, INTERVAL, RANGE and types
     unknown to this module become strings, as in `convert_cell`. Needs pyarrow.
     """
     import pyarrow as pa
@@ -607,10 +610,10 @@ def _cast_cells(field_type: str, values: list[Any], target: pa.DataType) -> pa.A
     if field_type in ("BOOL", "BOOLEAN"):
         # Arrow's cast also reads 1, 0 and any letter case, which convert_cell handles differently.
         if not pc.all(pc.is_in(strings.drop_null(), value_set=pa.array(["true", "false"]))).as_py():
-            raise pa.ArrowInvalid("BOOL cell other than true or false")
+            raise pa.ArrowInvalid("a BOOL cell is not true or false")
         return pc.equal(strings, "true")
     if field_type == "TIMESTAMP":
-        # Integer microseconds since the epoch, as formatOptions.useInt64Timestamp asks for.
+        # Integer microseconds since the epoch, as the hook requests with formatOptions.useInt64Timestamp.
         return strings.cast(pa.int64()).cast(target)
     return strings.cast(target)
 
@@ -641,7 +644,7 @@ def _infer_array(field: Mapping[str, Any], values: list[Any]) -> pa.Array:
         array = pa.array(values)
     except _arrow_errors() as err:
         raise BigQueryError(
-            f"column {field.get('name')!r}: no Arrow type holds its values ({err}); {hint}"
+            f"column {field.get('name')!r}: cannot build an Arrow array from its values ({err}); {hint}"
         ) from err
     if not _same_values(array.to_pylist(), values):
         raise BigQueryError(
@@ -683,7 +686,7 @@ class ArrowTableBuilder:
         columns = list(zip(*(row.get("f", []) for row in rows), strict=True))
         if len(columns) != len(self.fields):
             raise BigQueryError(
-                f"result rows have {len(columns)} cells but the schema has {len(self.fields)} columns"
+                f"invalid result page: its rows have {len(columns)} cells but the schema has {len(self.fields)} columns"
             )
         for index, (field, cells) in enumerate(zip(self.fields, columns, strict=True)):
             target = self.types[index]
@@ -696,8 +699,8 @@ class ArrowTableBuilder:
         field_type = str(field.get("type", "STRING")).upper()
         if field.get("mode") != "REPEATED" and field_type in _CAST_TYPES:
             try:
-                return _cast_cells(field_type, [cell.get("v") for cell in cells], target)
-            except _arrow_errors():
+                return _cast_cells(field_type, list(map(_CELL_VALUE, cells)), target)
+            except (KeyError, TypeError, *_arrow_errors()):
                 # convert_cell raises BigQueryError for the cell that does not parse, or converts
                 # the forms the cast rejects, such as TIMESTAMP in float seconds.
                 pass

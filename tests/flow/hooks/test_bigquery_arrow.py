@@ -1,5 +1,5 @@
 """BigQueryM2MHook.query_arrow against the sandbox's BigQuery emulator: the Arrow table of a query
-holds the same values as iter_rows, for every column type the emulator stores, over several pages."""
+contains the same values as iter_rows, for every column type the emulator stores, over several pages."""
 
 from __future__ import annotations
 

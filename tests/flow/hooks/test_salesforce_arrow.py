@@ -1,5 +1,5 @@
 """SalesforceM2MHook.bulk_query_arrow against the sandbox's Salesforce emulator: the Arrow table of
-a Bulk API 2.0 query holds the same rows as bulk_query, over several result pages."""
+a Bulk API 2.0 query contains the same rows as bulk_query, over several result pages."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ AWKWARD_TEXTS = [
 
 @pytest.fixture(scope="module")
 def awkward_runs(sandbox: Sandbox) -> Iterator[int]:
-    """Insert run records whose text fields hold awkward values and some empty fields; yield their count."""
+    """Insert run records with awkward text values and some empty fields, and yield how many."""
     records = []
     for number, text in enumerate(AWKWARD_TEXTS):
         records.append({"Run_Id__c": f"{PREFIX}{number:03d}", "Name": text[:80], "Failures__c": text, "Status__c": "Failed"})

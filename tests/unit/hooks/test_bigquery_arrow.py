@@ -140,7 +140,7 @@ def test_unparsable_cell_names_column(field_type: str, raw: str) -> None:
 
 def test_bignumeric_too_large_raises() -> None:
     fields = [{"name": "huge", "type": "BIGNUMERIC"}]
-    # The largest BIGNUMERIC has 39 integer digits; decimal256(76, 38) holds 38.
+    # The largest BIGNUMERIC has 39 integer digits, and decimal256(76, 38) stores 38.
     rows = _rows("578960446186580977117854925043439539266.34992332820282019728792003956564819967")
 
     with pytest.raises(BigQueryError, match="'huge'"):
@@ -174,14 +174,14 @@ def test_json_type_inferred_over_every_page() -> None:
     assert table.to_pylist() == [{"doc": None}, {"doc": 1}, {"doc": 2.5}]
 
 
-def test_row_of_wrong_length_raises() -> None:
+def test_short_row_raises() -> None:
     fields = [{"name": "a", "type": "STRING"}, {"name": "b", "type": "STRING"}]
 
     with pytest.raises(BigQueryError, match="2 columns"):
         _table(fields, [{"f": [{"v": "1"}]}])
 
 
-def test_arrow_type_of_nested_json_is_inferred() -> None:
+def test_nested_json_type_inferred() -> None:
     field = {"name": "s", "type": "RECORD", "fields": [{"name": "j", "type": "JSON"}, {"name": "n", "type": "INT64"}]}
 
     assert arrow_type(field) is None
@@ -189,7 +189,7 @@ def test_arrow_type_of_nested_json_is_inferred() -> None:
     assert arrow_type({"name": "unknown", "type": "SOMETHING_NEW"}) == pa.string()
 
 
-def test_decimal_values_keep_their_value() -> None:
+def test_numeric_gets_nine_decimals() -> None:
     fields = [{"name": "n", "type": "NUMERIC"}]
 
     value = _table(fields, _rows("12.5")).column("n")[0].as_py()

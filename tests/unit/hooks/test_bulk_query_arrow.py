@@ -81,7 +81,7 @@ def test_empty_page_has_no_columns() -> None:
     assert table.num_rows == 0
 
 
-def test_row_of_wrong_length_raises_without_its_text() -> None:
+def test_ragged_row_error_omits_text() -> None:
     content = b'"Id","Name"\n"a01","secret-looking value","extra"\n'
 
     with pytest.raises(ValueError) as raised:
