@@ -208,22 +208,30 @@ def _null_texts(column: pa.ChunkedArray, texts: pa.ChunkedArray, field: FieldMap
     return pc.if_else(pc.is_null(column), "", texts)
 
 
-def _doubtful_text(column: pa.ChunkedArray | pa.Array, field: FieldMapping) -> pa.ChunkedArray | pa.Array:
-    """Mark the text values normalize.py might reject: NUL, or possibly longer than the field in NFC.
+def _doubtful_text(column: pa.ChunkedArray | pa.Array, field: FieldMapping) -> pa.Array:
+    """Mark the text values normalize.py might reject: NUL, or longer than the field in NFC.
 
     The length is counted in code points after NFC. NFC makes a text at most three times longer
-    (Unicode Standard Annex #15, "Stabilized Strings"), so text outside ASCII is doubtful when three
-    times its length exceeds the field's.
+    (Unicode Standard Annex #15, "Stabilized Strings"), so only text outside ASCII whose three-fold
+    length exceeds the field's is normalised here to count. A text longer than the field before
+    NFC is doubtful, because NFC may shorten it.
     """
+    import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(column, pa.ChunkedArray):
+        column = _combined(column)
     doubtful = pc.fill_null(pc.match_substring(column, SEPARATOR), False)
     if field.length is None:
         return doubtful
     lengths = pc.utf8_length(column)
-    too_long = pc.greater(lengths, field.length)
+    too_long = pc.fill_null(pc.greater(lengths, field.length), False)
     may_grow = pc.and_(pc.invert(pc.string_is_ascii(column)), pc.greater(pc.multiply(lengths, 3), field.length))
-    return pc.or_(doubtful, pc.fill_null(pc.or_(too_long, may_grow), False))
+    may_grow = pc.and_(pc.fill_null(may_grow, False), pc.invert(too_long))
+    if pc.any(may_grow).as_py():
+        grows = pc.greater(pc.utf8_length(pc.utf8_normalize(pc.filter(column, may_grow), "NFC")), field.length)
+        may_grow = pc.replace_with_mask(may_grow, may_grow, grows)
+    return pc.or_(doubtful, pc.or_(too_long, may_grow))
 
 
 def _text_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.ChunkedArray:
