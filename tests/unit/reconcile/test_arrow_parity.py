@@ -1,0 +1,750 @@
+"""The columnar engine must plan exactly what the row engine plans.
+
+`plan_changes_arrow` compares source and target tables in Arrow compute kernels where it can prove
+the result, and hands the other rows to `plan_changes`. Every test here runs both engines on the
+same data and requires equal plans, or the same exception type with the same message.
+
+Source tables have the column types that BigQuery returns (string, int64, float64,
+decimal128(38, 9) for NUMERIC, bool, date32, timestamp("us", "UTC") for TIMESTAMP, timestamp("us")
+for DATETIME), and now and then another type. Target tables hold Bulk API 2.0 query CSV text, with
+an empty string for null.
+
+The random tests build a few hundred rows per seed. Most target records equal their source row as
+text, so the columnar comparison decides most rows, and the rest carry the values where the two
+engines could part. When a seed fails, the failure message shows the smallest tables that still
+differ, found by removing rows and fields.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from unittest import mock
+
+import pyarrow as pa
+import pytest
+
+from airflow_provider_m2m.reconcile import FieldMapping, FieldType, InvalidValue, Mapping, Plan, plan_changes
+from airflow_provider_m2m.reconcile import arrow as arrow_module
+from airflow_provider_m2m.reconcile.arrow import plan_changes_arrow
+from airflow_provider_m2m.reconcile.normalize import source_converter
+
+NUMERIC = pa.decimal128(38, 9)  # BigQuery NUMERIC
+BIGNUMERIC = pa.decimal256(76, 38)
+TIMESTAMP = pa.timestamp("us", tz="UTC")  # BigQuery TIMESTAMP
+NAIVE_TIMESTAMP = pa.timestamp("us")  # BigQuery DATETIME
+TEXT_TYPES = [
+    FieldType.STRING,
+    FieldType.TEXTAREA,
+    FieldType.PICKLIST,
+    FieldType.EMAIL,
+    FieldType.PHONE,
+    FieldType.URL,
+]
+SEEDS = range(30)
+
+
+# Comparing the engines ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Raised:
+    """An exception an engine raised, compared by type and message."""
+
+    type: type
+    message: str
+
+
+def outcome_of(call: Callable[[], Plan]) -> Plan | Raised:
+    try:
+        return call()
+    except Exception as err:  # noqa: BLE001 - the engines must raise alike, whatever they raise
+        return Raised(type(err), str(err))
+
+
+def row_engine_outcome(source: pa.Table, target: pa.Table, mapping: Mapping, include_orphans: bool) -> Plan | Raised:
+    return outcome_of(
+        lambda: plan_changes(source.to_pylist(), target.to_pylist(), mapping, include_orphans=include_orphans)
+    )
+
+
+def describe_difference(expected: Plan | Raised, actual: Plan | Raised) -> str:
+    """Return the first part in which two outcomes differ, shortened for a failure message."""
+    if isinstance(expected, Raised) or isinstance(actual, Raised):
+        return f"plan_changes gave {_short(expected)}, plan_changes_arrow gave {_short(actual)}"
+    lines = []
+    if expected.counts() != actual.counts():
+        lines.append(f"counts: expected {expected.counts()}, got {actual.counts()}")
+    for name in ("creates", "updates", "rejected", "orphans"):
+        expected_items, actual_items = getattr(expected, name), getattr(actual, name)
+        if expected_items != actual_items:
+            for position, (one, other) in enumerate(zip(expected_items, actual_items)):
+                if one != other:
+                    lines.append(f"{name}[{position}]: expected {one!r}, got {other!r}")
+                    break
+            else:
+                lines.append(f"{name}: expected {len(expected_items)} items, got {len(actual_items)}")
+    return "; ".join(lines) or "plans differ in a field outside counts, writes, rejections and orphans"
+
+
+def _short(outcome: Plan | Raised) -> str:
+    if isinstance(outcome, Raised):
+        return f"{outcome.type.__name__}: {outcome.message[:300]}"
+    return f"a plan with counts {outcome.counts()}"
+
+
+def assert_same_plan(
+    source: pa.Table, target: pa.Table, mapping: Mapping, *, include_orphans: bool = False
+) -> Plan | Raised:
+    """Assert that both engines return equal plans or raise alike; return the row engine's outcome."""
+    expected = row_engine_outcome(source, target, mapping, include_orphans)
+    actual = outcome_of(lambda: plan_changes_arrow(source, target, mapping, include_orphans=include_orphans))
+    assert actual == expected, describe_difference(expected, actual)
+    return expected
+
+
+@dataclass
+class RowEngineCall:
+    """The rows that the columnar engine handed to the row engine in one call."""
+
+    source_rows: list[dict[str, Any]]
+    target_records: list[dict[str, Any]]
+
+
+@contextmanager
+def calls_to_row_engine() -> Iterator[list[RowEngineCall]]:
+    """Record each call of the columnar engine to `plan_rows`, the row engine it delegates to."""
+    calls: list[RowEngineCall] = []
+    real_plan_rows = arrow_module.plan_rows
+
+    def record(source_rows: Any, target_records: Any, *args: Any, **kwargs: Any) -> Plan:
+        call = RowEngineCall(list(source_rows), list(target_records))
+        calls.append(call)
+        return real_plan_rows(call.source_rows, call.target_records, *args, **kwargs)
+
+    with mock.patch.object(arrow_module, "plan_rows", side_effect=record):
+        yield calls
+
+
+# Query text of a source value --------------------------------------------------------------------
+
+
+def query_text(mapped: FieldMapping, value: Any) -> str | None:
+    """Return the text a Bulk API 2.0 query writes for the stored value, or None if it is rejected."""
+    try:
+        text = source_converter(mapped)(value)
+    except InvalidValue:
+        return None
+    if mapped.type is FieldType.DECIMAL and mapped.scale and "." in text:
+        text = text.rstrip("0").rstrip(".")  # a query writes 1200.5 for 1200.50
+    return text
+
+
+def other_forms(mapped: FieldMapping, text: str) -> list[str]:
+    """Return texts of the same Salesforce value in forms that a query does not write."""
+    kind = mapped.type
+    if kind is FieldType.BOOLEAN:
+        return [text.upper(), {"true": "1", "false": "0"}[text], *([""] if text == "false" else [])]
+    if text == "":
+        return []
+    if kind is FieldType.DECIMAL:
+        padded = text + ("0" if "." in text else ".0")
+        return [padded, format(Decimal(text), "E"), *([] if text.startswith("-") else ["+" + text, "0" + text])]
+    if kind is FieldType.INTEGER:
+        return [text + ".0", f"{text}E0", *([] if text.startswith("-") else ["0" + text])]
+    if kind is FieldType.DOUBLE:
+        return [format(float(text), "E"), *([text + ".0"] if "." not in text else [])]
+    if kind is FieldType.DATE:
+        return [text.replace("-", "")]  # ISO 8601 basic format
+    if kind is FieldType.DATETIME:
+        return [text[:-1] + "+0000", text[:19] + "Z", text[:19] + "+00:00"]  # REST and other ISO forms
+    decomposed = unicodedata.normalize("NFD", text)
+    return [decomposed] if decomposed != text else []
+
+
+UNPARSEABLE = {
+    FieldType.DECIMAL: ["1,5", "abc", "1.2.3"],
+    FieldType.INTEGER: ["forty", "4 2"],
+    FieldType.DOUBLE: ["n/a", "1,5"],
+    FieldType.BOOLEAN: ["yes", "maybe"],
+    FieldType.DATE: ["2024-02-30", "02/01/2024"],
+    FieldType.DATETIME: ["yesterday", "2024-13-01T00:00:00.000Z"],
+}
+TEXT_WITH_NUL = "a\x00b"  # the row engine rejects a target record with NUL once it compares it
+
+
+# Source values -----------------------------------------------------------------------------------
+
+
+def random_text(rng: random.Random, length: int | None = None) -> str:
+    text = f"{rng.choice(['Acme', 'Zoë', 'Ωmega', 'Smith & Co', 'Łódź'])} {rng.randint(0, 999)}"
+    return text[-length:] if length else text
+
+
+def random_decimal(rng: random.Random) -> Decimal:
+    return Decimal(rng.randint(-(10**9), 10**9)).scaleb(-rng.randint(0, 6))
+
+
+def random_double(rng: random.Random) -> float:
+    return round(rng.uniform(-1e5, 1e5), rng.randint(0, 5))
+
+
+def random_date(rng: random.Random) -> date:
+    return date(1950, 1, 1) + timedelta(days=rng.randint(0, 40_000))
+
+
+def random_moment(rng: random.Random) -> datetime:
+    moment = datetime(1990, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randint(0, 40 * 365 * 86_400))
+    return moment.replace(microsecond=rng.choice([0, 0, 1, 500_000, 999_999, rng.randint(0, 999_999)]))
+
+
+def awkward_texts(mapped: FieldMapping) -> list[Any]:
+    values: list[Any] = [None, "", "e\u0301", "é", "Zoe\u0308", "\u212b", "\u1100\u1161", " padded ", "ß", "😀"]
+    values.append(TEXT_WITH_NUL)
+    if mapped.length is not None:
+        values += ["x" * mapped.length, "x" * (mapped.length + 1), "e\u0301" * mapped.length]
+    else:
+        values.append("y" * 300)
+    return values
+
+
+def decimal_ties(scale: int | None) -> list[Decimal]:
+    """Return values halfway between two steps of `scale`, both signs, within NUMERIC's 9 decimals."""
+    if scale is None or scale >= 9:
+        return [Decimal("1.000000005"), Decimal("-1.000000005")]
+    half = Decimal(5).scaleb(-(scale + 1))
+    return [Decimal("1") + half, -(Decimal("1") + half), Decimal("2.67") + half, -(Decimal("0") + half)]
+
+
+def awkward_decimals(mapped: FieldMapping) -> list[Any]:
+    return [
+        None,
+        Decimal("0"),
+        Decimal("1200.5"),
+        Decimal("-0.001"),  # rounds to a negative zero at scale 2
+        Decimal("-0.000000001"),
+        Decimal("0.000000001"),
+        Decimal("1.005"),
+        Decimal("-1.005"),
+        Decimal("-2.675"),
+        Decimal("99999999999999999999999999999.999999999"),  # 38 digits, more than a context's 28
+        Decimal("-12345678901234567890.123456789"),  # 29 digits
+        Decimal("1234567890123456789.123456789"),  # 28 digits
+        Decimal("12345678901234567890123456789"),
+        *decimal_ties(mapped.scale),
+    ]
+
+
+AWKWARD_INTEGERS = [None, 0, -1, 2**63 - 1, -(2**63), 10**15, 7]
+AWKWARD_DOUBLES = [
+    None,
+    0.0,
+    -0.0,
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+    1e16,
+    1.5e-7,
+    1e300,
+    5e-324,
+    0.1 + 0.2,
+    2.675,
+    1.005,
+    0.125,
+    0.5,
+    1.5,
+    2.5,
+    -2.5,
+    123456789012345678.0,
+    1.0000000000000002,
+]
+AWKWARD_DATES = [None, date(1, 1, 1), date(9999, 12, 31), date(1970, 1, 1), date(1969, 12, 31), date(2000, 2, 29)]
+AWKWARD_MOMENTS = [
+    None,
+    datetime(1, 1, 1, tzinfo=UTC),
+    datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+    datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    datetime(1969, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+    datetime(1970, 1, 1, tzinfo=UTC),
+    datetime(1960, 6, 15, 12, 0, 0, 500_000, tzinfo=UTC),
+    datetime(2000, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC),
+]
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """A mapped field, the Arrow type of its source column, and how to draw its values."""
+
+    mapped: FieldMapping
+    arrow_type: pa.DataType
+    usual: Callable[[random.Random], Any]
+    awkward: Sequence[Any]
+
+
+def canonical_spec(mapped: FieldMapping) -> ColumnSpec:
+    """Return the spec with the column type that BigQuery returns for the field's usual source type."""
+    kind = mapped.type
+    if kind.is_text:
+        return ColumnSpec(mapped, pa.string(), lambda rng: random_text(rng, mapped.length), awkward_texts(mapped))
+    if kind is FieldType.DECIMAL:
+        return ColumnSpec(mapped, NUMERIC, random_decimal, awkward_decimals(mapped))
+    if kind is FieldType.INTEGER:
+        return ColumnSpec(mapped, pa.int64(), lambda rng: rng.randint(-(10**6), 10**6), AWKWARD_INTEGERS)
+    if kind is FieldType.DOUBLE:
+        return ColumnSpec(mapped, pa.float64(), random_double, AWKWARD_DOUBLES)
+    if kind is FieldType.BOOLEAN:
+        return ColumnSpec(mapped, pa.bool_(), lambda rng: rng.random() < 0.5, [None, True, False])
+    if kind is FieldType.DATE:
+        return ColumnSpec(mapped, pa.date32(), random_date, AWKWARD_DATES)
+    return ColumnSpec(mapped, TIMESTAMP, random_moment, AWKWARD_MOMENTS)
+
+
+def other_type_specs(mapped: FieldMapping) -> list[ColumnSpec]:
+    """Return specs whose source column has a type other than the usual one for the field."""
+    kind = mapped.type
+    integers = lambda rng: rng.randint(-1000, 1000)  # noqa: E731
+    if kind.is_text:
+        return [
+            ColumnSpec(mapped, pa.int64(), integers, [None, 0, -5]),
+            ColumnSpec(mapped, pa.large_string(), lambda rng: random_text(rng, mapped.length), awkward_texts(mapped)),
+        ]
+    if kind is FieldType.DECIMAL:
+        return [
+            ColumnSpec(mapped, pa.int64(), integers, [None, 0, 2**63 - 1]),
+            ColumnSpec(mapped, pa.float64(), random_double, AWKWARD_DOUBLES),
+            ColumnSpec(mapped, pa.string(), lambda rng: str(random_decimal(rng)), [None, "", " 1.5 ", "abc", "1E+3"]),
+            ColumnSpec(mapped, pa.decimal128(18, 2), lambda rng: Decimal(rng.randint(-9999, 9999)).scaleb(-2), [None]),
+            ColumnSpec(mapped, BIGNUMERIC, random_decimal, [None, Decimal("0.5")]),
+        ]
+    if kind is FieldType.INTEGER:
+        return [
+            ColumnSpec(mapped, NUMERIC, lambda rng: Decimal(integers(rng)), [None, Decimal("42.5"), Decimal("-0")]),
+            ColumnSpec(mapped, pa.float64(), lambda rng: float(integers(rng)), [None, 42.5, float("nan"), -0.0]),
+            ColumnSpec(mapped, pa.string(), lambda rng: str(integers(rng)), [None, "", "042", "x", "4.0"]),
+            ColumnSpec(mapped, pa.int32(), integers, [None, 2**31 - 1]),
+        ]
+    if kind is FieldType.DOUBLE:
+        return [
+            ColumnSpec(mapped, pa.int64(), integers, [None, 2**63 - 1, 2**53 + 1]),
+            ColumnSpec(mapped, NUMERIC, random_decimal, awkward_decimals(mapped)),
+            ColumnSpec(mapped, pa.float32(), lambda rng: float(integers(rng)) / 4, [None, 0.1, float("nan")]),
+        ]
+    if kind is FieldType.BOOLEAN:
+        return [ColumnSpec(mapped, pa.string(), lambda rng: rng.choice(["true", "FALSE", " 1 ", "0"]), [None, "", "yes"])]
+    if kind is FieldType.DATE:
+        return [
+            ColumnSpec(mapped, pa.string(), lambda rng: random_date(rng).isoformat(), [None, "", "2024-1-2", " 2024-01-02 "]),
+            ColumnSpec(mapped, TIMESTAMP, random_moment, [None]),
+        ]
+    return [
+        ColumnSpec(mapped, NAIVE_TIMESTAMP, lambda rng: random_moment(rng).replace(tzinfo=None), [None]),
+        ColumnSpec(mapped, pa.timestamp("us", tz="+05:30"), random_moment, [None]),
+        ColumnSpec(mapped, pa.timestamp("us", tz="Europe/Paris"), random_moment, [None]),
+        ColumnSpec(mapped, pa.timestamp("ms", tz="UTC"), random_moment, [None, AWKWARD_MOMENTS[4]]),
+        ColumnSpec(mapped, pa.timestamp("s", tz="UTC"), random_moment, [None]),
+        ColumnSpec(
+            mapped,
+            pa.string(),
+            lambda rng: random_moment(rng).isoformat(),
+            [None, "", "2024-01-02T03:04:05", "2024-01-02T03:04:05Z", "garbage"],
+        ),
+        ColumnSpec(mapped, pa.date32(), random_date, [None]),
+    ]
+
+
+# Random cases ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    """Source and target rows with their Arrow schemas, and the mapping that compares them."""
+
+    mapping: Mapping
+    source_schema: pa.Schema
+    source_rows: list[dict[str, Any]]
+    target_schema: pa.Schema
+    target_rows: list[dict[str, Any]]
+    include_orphans: bool = False
+    notes: list[str] = field(default_factory=list)
+    batch_rows: int | None = None  # rows per record batch; None builds each table as one batch
+
+    def source(self) -> pa.Table:
+        return build_table(self.source_rows, self.source_schema, self.batch_rows)
+
+    def target(self) -> pa.Table:
+        return build_table(self.target_rows, self.target_schema, self.batch_rows)
+
+
+def build_table(rows: list[dict[str, Any]], schema: pa.Schema, batch_rows: int | None = None) -> pa.Table:
+    """Build a table of the rows, in record batches of `batch_rows` rows, as a paged read returns it."""
+    if batch_rows is None or not rows:
+        return pa.Table.from_pylist(rows, schema=schema)
+    batches = [
+        pa.RecordBatch.from_pylist(rows[start : start + batch_rows], schema=schema)
+        for start in range(0, len(rows), batch_rows)
+    ]
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def random_mapping(rng: random.Random, whole: bool) -> tuple[Mapping, list[ColumnSpec], pa.DataType]:
+    """Return a mapping, the specs of its fields and the key column's type.
+
+    The mapping has a field of every type but DOUBLE, and DOUBLE too when `whole` is set. The
+    columnar engine hands a table with a DOUBLE field, an integer key or a source column of another
+    kind to plan_changes whole, so only the seeds with `whole` set map them.
+    """
+    key_types = [FieldType.STRING] * 4 + [FieldType.EMAIL, FieldType.PHONE, FieldType.URL]
+    key_type = rng.choice(key_types + [FieldType.INTEGER] * 2 if whole else key_types)
+    key_length = rng.choice([None, 12, 40]) if key_type.is_text else None
+    key = FieldMapping("ext_id", "External_Id__c", key_type, length=key_length)
+
+    types = [kind for kind in FieldType if kind is not FieldType.DOUBLE or (whole and rng.random() < 0.5)]
+    types.append(rng.choice([FieldType.DECIMAL, FieldType.STRING, FieldType.DATETIME]))
+    rng.shuffle(types)
+    specs = []
+    for number, kind in enumerate(types):
+        options: dict[str, Any] = {"nullable": rng.random() < 0.8}
+        if kind is FieldType.DECIMAL:
+            options["scale"] = rng.choice([None, 0, 2, 2, 5, 9, 12, 18])
+        elif kind is FieldType.DOUBLE:
+            options["scale"] = rng.choice([None, None, 0, 2, 4])
+        elif kind.is_text:
+            options["length"] = rng.choice([None, 5, 20, 255])
+        mapped = FieldMapping(f"c{number}_{kind.value}", f"F{number}_{kind.value}__c", kind, **options)
+        spec = canonical_spec(mapped)
+        others = [other for other in other_type_specs(mapped) if whole or same_kind(other)]
+        if others and rng.random() < 0.08:
+            spec = rng.choice(others)
+        specs.append(spec)
+    mapping = Mapping(key=key, fields=[spec.mapped for spec in specs], key_case_sensitive=rng.random() < 0.5)
+    return mapping, specs, pa.int64() if key_type is FieldType.INTEGER else pa.string()
+
+
+def same_kind(spec: ColumnSpec) -> bool:
+    """Return whether the spec's column has another type of the usual kind, such as int32 for int64."""
+    kind, arrow_type = spec.mapped.type, spec.arrow_type
+    if kind.is_text:
+        return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+    if kind is FieldType.DECIMAL:
+        return pa.types.is_decimal(arrow_type)
+    if kind is FieldType.INTEGER:
+        return pa.types.is_integer(arrow_type)
+    if kind is FieldType.DATETIME:
+        return pa.types.is_timestamp(arrow_type) and arrow_type.tz is not None
+    return False
+
+
+@dataclass
+class Rates:
+    """Per-seed rates and switches for the awkward parts of a random case."""
+
+    awkward: float
+    changed: float
+    other_form: float
+    absent: float
+    orphans: int
+    without_key: int
+    features: set[str]
+
+
+# Chance of each awkward feature in a seed. Those in WHOLE_TABLE_FEATURES make the columnar engine
+# hand both whole tables to plan_changes, or make plan_changes raise before it plans a row.
+FEATURES = {
+    "case_keys": 0.4,
+    "unparseable_target": 0.25,
+    "nul_in_target": 0.12,
+    "source_repeat": 0.3,
+    "target_repeat": 0.25,
+    "null_key": 0.15,
+    "empty_key": 0.15,
+    "long_key": 0.15,
+    "nul_key": 0.1,
+    "case_twins": 0.3,
+    "non_ascii_keys": 0.35,
+    "missing_source_column": 0.1,
+    "missing_target_column": 0.08,
+    "other_key_forms": 0.5,
+}
+WHOLE_TABLE_FEATURES = set(FEATURES) - {"case_keys", "unparseable_target", "nul_in_target"}
+
+
+def random_rates(rng: random.Random, whole: bool) -> Rates:
+    chosen = {name for name, chance in FEATURES.items() if rng.random() < chance}
+    return Rates(
+        awkward=rng.choice([0.0, 0.01, 0.03, 0.08]),
+        changed=rng.choice([0.0, 0.02, 0.08]),
+        other_form=rng.choice([0.0, 0.02, 0.06]),
+        absent=rng.choice([0.0, 0.03, 0.1]),
+        orphans=rng.choice([0, 0, 3, 15]),
+        without_key=rng.choice([0, 0, 0, 2]),
+        features=chosen if whole else chosen - WHOLE_TABLE_FEATURES,
+    )
+
+
+def text_key(number: int, features: set[str], rng: random.Random) -> tuple[str, str]:
+    """Return a source spelling of a text key and the target's spelling of the same key."""
+    spelling = f"K-{number:05d}"
+    if "non_ascii_keys" in features and rng.random() < 0.1:
+        spelling = rng.choice([f"Ключ-{number}", f"Straße-{number}", f"e\u0301-{number}", f"Ǆ-{number}"])
+    stored = unicodedata.normalize("NFC", spelling)
+    if "case_keys" in features and rng.random() < 0.15:
+        stored = rng.choice([stored.lower(), stored.upper(), stored.swapcase()])
+    return spelling, stored
+
+
+def random_case(seed: int) -> Case:
+    """Build the source and target tables of one seed."""
+    rng = random.Random(seed)
+    whole = rng.random() < 0.35  # this seed may have what makes the engine take whole tables
+    mapping, specs, key_arrow_type = random_mapping(rng, whole)
+    rates = random_rates(rng, whole)
+    features = rates.features
+    key = mapping.key
+    integer_key = key.type is FieldType.INTEGER
+    row_count = rng.randint(200, 420)
+
+    source_rows, target_rows = [], []
+    for number in range(row_count):
+        if integer_key:
+            source_key: Any = number * 7 - 300
+            stored_key = str(source_key)
+            if "other_key_forms" in features and rng.random() < 0.1:
+                stored_key = rng.choice([stored_key + ".0", f"{stored_key}E0"] + ([] if source_key < 0 else ["0" + stored_key]))
+        else:
+            source_key, stored_key = text_key(number, features, rng)
+        row = {key.source: source_key}
+        for spec in specs:
+            if spec.awkward and rng.random() < rates.awkward:
+                row[spec.mapped.source] = rng.choice(spec.awkward)
+            else:
+                row[spec.mapped.source] = spec.usual(rng)
+        source_rows.append(row)
+        if rng.random() < rates.absent:
+            continue
+        target_rows.append(target_record(row, stored_key, specs, mapping, rates, rng))
+
+    add_key_features(source_rows, target_rows, specs, mapping, rates, rng)
+    for number in range(rates.orphans):
+        orphan_key = str(10**7 + number) if integer_key else f"O-{number:04d}"
+        row = {key.source: None, **{spec.mapped.source: spec.usual(rng) for spec in specs}}
+        target_rows.append(target_record(row, orphan_key, specs, mapping, rates, rng, orphan=True))
+    for _ in range(rates.without_key):
+        row = {spec.mapped.source: spec.usual(rng) for spec in specs}
+        target_rows.append(target_record(row, "", specs, mapping, rates, rng, orphan=True))
+    rng.shuffle(source_rows)
+    rng.shuffle(target_rows)
+
+    source_schema = pa.schema([(key.source, key_arrow_type), *((s.mapped.source, s.arrow_type) for s in specs)])
+    target_schema = pa.schema([(name, pa.string()) for name in mapping.target_fields()])
+    if "missing_source_column" in features:
+        source_schema = source_schema.remove(rng.randint(1, len(specs)))
+    if "missing_target_column" in features:
+        target_schema = target_schema.remove(rng.randint(1, len(specs)))
+    return Case(
+        mapping,
+        source_schema,
+        source_rows,
+        target_schema,
+        target_rows,
+        include_orphans=rng.random() < 0.3,
+        notes=sorted(features),
+        batch_rows=rng.choice([None, None, 1, 37, 100]),
+    )
+
+
+def target_record(
+    row: dict[str, Any],
+    stored_key: str,
+    specs: list[ColumnSpec],
+    mapping: Mapping,
+    rates: Rates,
+    rng: random.Random,
+    *,
+    orphan: bool = False,
+) -> dict[str, str]:
+    """Return the query CSV record for a source row: its stored texts, with the seed's variations.
+
+    Only an orphan or a record without a key gets text that does not parse, because the row engine
+    raises once it compares such text. `spoil_one_record` puts it in a compared record.
+    """
+    record = {mapping.key.target: stored_key}
+    for spec in specs:
+        mapped = spec.mapped
+        text = query_text(mapped, row[mapped.source])
+        if text is None:  # the source value is rejected, so any stored value will do
+            text = stored_text(spec, rng)
+        roll = rng.random()
+        if roll < rates.changed / len(specs):
+            text = rng.choice(["", stored_text(spec, rng)])
+            if mapped.type is FieldType.BOOLEAN:
+                text = "false" if text == "" else text
+        elif roll < (rates.changed + rates.other_form) / len(specs):
+            text = rng.choice(other_forms(mapped, text) or [text])
+        elif roll < 0.5 and orphan and "unparseable_target" in rates.features and mapped.type in UNPARSEABLE:
+            text = rng.choice(UNPARSEABLE[mapped.type])
+        elif roll < 0.5 and orphan and "nul_in_target" in rates.features and mapped.type.is_text:
+            text = TEXT_WITH_NUL
+        record[mapped.target] = text
+    return record
+
+
+def stored_text(spec: ColumnSpec, rng: random.Random) -> str:
+    """Return the query text of a valid value of the spec's field."""
+    mapped = replace(spec.mapped, nullable=True)
+    for _ in range(5):
+        text = query_text(mapped, spec.usual(rng))
+        if text is not None:
+            return text
+    # Every value of some column types is rejected, such as a naive datetime for DATETIME.
+    return query_text(mapped, canonical_spec(mapped).usual(rng)) or ""
+
+
+def add_key_features(
+    source_rows: list[dict[str, Any]],
+    target_rows: list[dict[str, str]],
+    specs: list[ColumnSpec],
+    mapping: Mapping,
+    rates: Rates,
+    rng: random.Random,
+) -> None:
+    """Add the rows with the seed's awkward keys: missing, too long, repeated, twins in case."""
+    key = mapping.key
+    features = rates.features
+
+    def new_row(key_value: Any) -> dict[str, Any]:
+        return {key.source: key_value, **{spec.mapped.source: spec.usual(rng) for spec in specs}}
+
+    if "null_key" in features:
+        source_rows.append(new_row(None))
+    if key.type.is_text:
+        if "empty_key" in features:
+            source_rows.append(new_row(""))
+        if "long_key" in features and key.length is not None:
+            source_rows.append(new_row("L" * (key.length + 1)))
+        if "nul_key" in features:
+            source_rows.append(new_row("N\x00K"))
+        if "case_twins" in features:
+            twin = dict(rng.choice(source_rows))
+            if isinstance(twin[key.source], str) and twin[key.source].swapcase() != twin[key.source]:
+                twin[key.source] = twin[key.source].swapcase()
+                source_rows.append(twin)
+    if {"unparseable_target", "nul_in_target"} & features and target_rows and rng.random() < 0.5:
+        spoil_one_record(rng.choice(target_rows), specs, rng)
+    if "source_repeat" in features:
+        source_rows.append(dict(rng.choice(source_rows), **{specs[0].mapped.source: specs[0].usual(rng)}))
+    if "target_repeat" in features and target_rows:
+        target_rows.append(dict(rng.choice(target_rows)))
+
+
+def spoil_one_record(record: dict[str, str], specs: list[ColumnSpec], rng: random.Random) -> None:
+    """Replace one value of the record with text that does not parse, or with text that contains NUL."""
+    mapped = rng.choice(specs).mapped
+    record[mapped.target] = rng.choice(UNPARSEABLE.get(mapped.type, [TEXT_WITH_NUL]))
+
+
+# Shrinking a failing case ------------------------------------------------------------------------
+
+
+def shrink(case: Case, differs: Callable[[Case], bool], seconds: float = 25.0) -> Case:
+    """Remove rows and fields while the engines still differ, and return the smallest case found."""
+    deadline = time.monotonic() + seconds
+    for _ in range(2):
+        for side in ("source_rows", "target_rows"):
+            case = _shrink_rows(case, side, differs, deadline)
+        case = _shrink_fields(case, differs, deadline)
+    return case
+
+
+def _shrink_rows(case: Case, side: str, differs: Callable[[Case], bool], deadline: float) -> Case:
+    rows = getattr(case, side)
+    step = max(len(rows) // 2, 1)
+    while step >= 1 and time.monotonic() < deadline:
+        start = 0
+        while start < len(rows) and time.monotonic() < deadline:
+            candidate = replace(case, **{side: rows[:start] + rows[start + step :]})
+            if differs(candidate):
+                case, rows = candidate, candidate.__dict__[side]
+            else:
+                start += step
+        step //= 2
+    return case
+
+
+def _shrink_fields(case: Case, differs: Callable[[Case], bool], deadline: float) -> Case:
+    for mapped in list(case.mapping.fields):
+        if time.monotonic() > deadline:
+            break
+        fields = [f for f in case.mapping.fields if f is not mapped]
+        mapping = Mapping(key=case.mapping.key, fields=fields, key_case_sensitive=case.mapping.key_case_sensitive)
+        candidate = replace(
+            case,
+            mapping=mapping,
+            source_schema=_without(case.source_schema, mapped.source),
+            source_rows=[{k: v for k, v in row.items() if k != mapped.source} for row in case.source_rows],
+            target_schema=_without(case.target_schema, mapped.target),
+            target_rows=[{k: v for k, v in row.items() if k != mapped.target} for row in case.target_rows],
+        )
+        if differs(candidate):
+            case = candidate
+    return case
+
+
+def _without(schema: pa.Schema, name: str) -> pa.Schema:
+    index = schema.get_field_index(name)
+    return schema if index < 0 else schema.remove(index)
+
+
+def format_case(case: Case) -> str:
+    lines = [f"mapping: {case.mapping!r}", f"include_orphans={case.include_orphans}", f"source schema: {case.source_schema}"]
+    lines += [f"  {row!r}" for row in case.source_rows]
+    lines.append(f"target schema: {case.target_schema}")
+    lines += [f"  {row!r}" for row in case.target_rows]
+    return "\n".join(lines)
+
+
+def engines_differ(case: Case) -> bool:
+    source, target = case.source(), case.target()
+    expected = row_engine_outcome(source, target, case.mapping, case.include_orphans)
+    actual = outcome_of(lambda: plan_changes_arrow(source, target, case.mapping, include_orphans=case.include_orphans))
+    return actual != expected
+
+
+# Random tests ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_tables_plan_alike(seed):
+    case = random_case(seed)
+    source, target = case.source(), case.target()
+    expected = row_engine_outcome(source, target, case.mapping, case.include_orphans)
+    actual = outcome_of(lambda: plan_changes_arrow(source, target, case.mapping, include_orphans=case.include_orphans))
+    if actual != expected:
+        smallest = shrink(case, engines_differ)
+        pytest.fail(
+            f"seed {seed} ({', '.join(case.notes) or 'no key features'}): "
+            f"{describe_difference(expected, actual)}\nsmallest case that differs:\n{format_case(smallest)}"
+        )
+
+
+def test_random_cases_reach_both_engines():
+    """Most seeds must be split between the engines, and some must raise, or the tests above prove little."""
+    split, raised = 0, set()
+    for case in map(random_case, SEEDS):
+        source = case.source()
+        with calls_to_row_engine() as calls:
+            outcome = outcome_of(lambda: plan_changes_arrow(source, case.target(), case.mapping))
+        if isinstance(outcome, Raised):
+            raised.add(outcome.type.__name__)
+        elif len(calls) == 1 and len(calls[0].source_rows) < source.num_rows // 2:
+            split += 1
+
+    assert split >= len(SEEDS) // 2
+    assert {"DuplicateKeyError", "TargetRecordError"} <= raised
