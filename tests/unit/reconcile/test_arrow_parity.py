@@ -636,7 +636,7 @@ def target_record(
             misses = near_misses(mapped, value)
             text = rng.choice(misses) if misses and rng.random() < 0.5 else stored_text(spec, rng)
         roll = rng.random()
-        # An awkward value is where a converter errs, so its target often holds a near miss.
+        # Converters err on awkward values, so the target of one is often a near miss.
         awkward = any(value is candidate for candidate in spec.awkward)
         if roll < rates.near_miss / len(specs) or (awkward and roll < 0.5):
             text = rng.choice(near_misses(mapped, value) or [text])
@@ -815,7 +815,7 @@ def test_random_cases_reach_both_engines():
 #
 # Each test pairs every source value with every target text under a key of its own, and with no
 # target record at all. The target texts are the query texts of the valid values, the same values
-# in other forms, the empty text and any extra texts a test names.
+# in other forms, their near misses, the empty text and any extra texts a test names.
 
 KEY = FieldMapping("id", "Id__c", FieldType.STRING)
 
@@ -825,8 +825,6 @@ def one_field_tables(
     arrow_type: pa.DataType,
     values: Sequence[Any],
     extra_targets: Sequence[str] = (),
-    *,
-    key_case_sensitive: bool = True,
 ) -> tuple[pa.Table, pa.Table, Mapping]:
     texts = [""]
     for value in values:
@@ -846,7 +844,7 @@ def one_field_tables(
                 records.append({KEY.target: key, mapped.target: text})
     source = build_table(rows, pa.schema([(KEY.source, pa.string()), (mapped.source, arrow_type)]))
     target = build_table(records, pa.schema([(KEY.target, pa.string()), (mapped.target, pa.string())]))
-    return source, target, Mapping(key=KEY, fields=[mapped], key_case_sensitive=key_case_sensitive)
+    return source, target, Mapping(key=KEY, fields=[mapped], key_case_sensitive=True)
 
 
 def assert_one_field_alike(
@@ -1164,13 +1162,18 @@ def test_datetime_unparseable_target():
     reason="plan_changes_arrow decides the row unchanged in Arrow and never builds the Python datetime "
     "that makes to_pylist raise for plan_changes",
 )
-def test_datetime_beyond_python_in_local_zone():
-    # West of UTC, the first second of year 1 UTC is a local time in year 0, which Python's
+@pytest.mark.parametrize(
+    ("zone", "moment"),
+    [("-05:00", datetime(1, 1, 1, tzinfo=UTC)), ("+05:30", datetime(9999, 12, 31, 23, tzinfo=UTC))],
+    ids=["year_1_west", "year_9999_east"],
+)
+def test_datetime_beyond_python_in_local_zone(zone, moment):
+    # The local time of the moment in the zone falls in year 0 or year 10000, which Python's
     # datetime cannot hold, so to_pylist raises OverflowError for that row.
     mapped = FieldMapping("seen", "Seen__c", FieldType.DATETIME)
-    schema = pa.schema([(KEY.source, pa.string()), (mapped.source, pa.timestamp("us", tz="-05:00"))])
-    rows = [{KEY.source: "K-1", mapped.source: datetime(1, 1, 1, tzinfo=UTC)}]
-    records = [{KEY.target: "K-1", mapped.target: "0001-01-01T00:00:00.000Z"}]
+    schema = pa.schema([(KEY.source, pa.string()), (mapped.source, pa.timestamp("us", tz=zone))])
+    rows = [{KEY.source: "K-1", mapped.source: moment}]
+    records = [{KEY.target: "K-1", mapped.target: query_text(mapped, moment)}]
     target_schema = pa.schema([(KEY.target, pa.string()), (mapped.target, pa.string())])
     source, target = build_table(rows, schema), build_table(records, target_schema)
     assert_same_plan(source, target, Mapping(key=KEY, fields=[mapped]))
@@ -1178,7 +1181,7 @@ def test_datetime_beyond_python_in_local_zone():
 
 @pytest.mark.parametrize("kind", [FieldType.DATE, FieldType.DATETIME])
 def test_day_beyond_python_years(kind):
-    # Arrow holds 10000-01-01, which Python's date cannot hold, so to_pylist raises OverflowError.
+    # Arrow can store 10000-01-01, but Python's date cannot, so to_pylist raises OverflowError.
     mapped = FieldMapping("when", "When__c", kind)
     days = (date.max - date(1970, 1, 1)).days + 1
     if kind is FieldType.DATE:
@@ -1421,3 +1424,15 @@ def test_columnar_path_sends_only_changed_rows(key_case_sensitive):
     assert {row[KEY.source] for row in calls[0].source_rows} == changed_keys
     assert len(calls[0].source_rows) == len(changed_keys)
     assert {record[KEY.target] for record in calls[0].target_records} == changed_keys
+
+
+def test_columnar_path_on_sliced_and_large_string_tables():
+    source, target, mapping = matching_tables(600, changed=[5, 17, 400])
+    source = source.slice(10, 500)
+    target = target.slice(50).cast(pa.schema([(name, pa.large_string()) for name in target.column_names]))
+    with calls_to_row_engine() as calls:
+        plan = assert_same_plan(source, target, mapping)
+
+    assert isinstance(plan, Plan)
+    assert len(calls) == 1
+    assert len(calls[0].source_rows) < source.num_rows // 2
