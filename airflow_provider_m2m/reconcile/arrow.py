@@ -104,18 +104,16 @@ def _plan_split(source: pa.Table, target: pa.Table, mapping: Mapping, include_or
     if source_keys is None or target_keys is None:
         return None
 
-    source_texts = [_query_texts(source.column(f.source), f) for f in mapping.fields]
-    target_texts = [target.column(f.target) for f in mapping.fields]
-    if fold:
-        # A row spelling its key in another case is compared field by field in plan_changes.
-        source_texts.append(source_spellings)
-        target_texts.append(target_spellings)
     positions = pc.index_in(source_keys, value_set=target_keys)  # null where the key is new
     same = pc.is_valid(positions)
-    for source_column, target_column in zip(source_texts, target_texts):
-        # Field by field: taking one target column at a time costs less than joining each
-        # side's texts into one string per row, above all while the memory pool is still cold.
-        same = pc.and_(same, pc.equal(source_column, pc.take(target_column, positions)))
+    # Field by field, one column of texts at a time: taking one target column costs less than
+    # joining each side's texts into one string per row, and only one column is held at once.
+    for mapped in mapping.fields:
+        texts = _query_texts(source.column(mapped.source), mapped)
+        same = pc.and_(same, pc.equal(texts, pc.take(target.column(mapped.target), positions)))
+    if fold:
+        # A row spelling its key in another case is compared field by field in plan_changes.
+        same = pc.and_(same, pc.equal(source_spellings, pc.take(target_spellings, positions)))
     same = pc.fill_null(same, False)
 
     unchanged = pc.sum(same).as_py() or 0
@@ -208,7 +206,7 @@ def _null_texts(column: pa.ChunkedArray, texts: pa.ChunkedArray, field: FieldMap
     return pc.if_else(pc.is_null(column), "", texts)
 
 
-def _doubtful_text(column: pa.ChunkedArray | pa.Array, field: FieldMapping) -> pa.Array:
+def _doubtful_text(column: pa.ChunkedArray | pa.Array, field: FieldMapping) -> pa.ChunkedArray | pa.Array:
     """Mark the text values normalize.py might reject: NUL, or longer than the field in NFC.
 
     The length is counted in code points after NFC. NFC makes a text at most three times longer
@@ -220,7 +218,8 @@ def _doubtful_text(column: pa.ChunkedArray | pa.Array, field: FieldMapping) -> p
     import pyarrow.compute as pc
 
     if isinstance(column, pa.ChunkedArray):
-        column = _combined(column)
+        # Chunk by chunk, because replace_with_mask takes arrays, and joining the chunks would copy the text.
+        return pa.chunked_array([_doubtful_text(chunk, field) for chunk in column.chunks], pa.bool_())
     doubtful = pc.fill_null(pc.match_substring(column, SEPARATOR), False)
     if field.length is None:
         return doubtful
@@ -244,7 +243,8 @@ def _text_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.Chunke
     doubtful = _doubtful_text(texts, field)
     if not field.nullable:
         doubtful = pc.or_(doubtful, pc.equal(texts, ""))  # normalize.py rejects an empty required value
-    texts = pc.if_else(doubtful, pa.scalar(None, pa.string()), texts)
+    if pc.any(doubtful).as_py():
+        texts = pc.if_else(doubtful, pa.scalar(None, pa.string()), texts)
     return _null_texts(column, texts, field)
 
 
