@@ -1011,6 +1011,19 @@ def test_decimal_from_other_decimal_types(arrow_type, scale):
     assert_one_field_alike(mapped, arrow_type, values, columnar=False)
 
 
+@pytest.mark.parametrize("arrow_type", [NUMERIC, pa.decimal128(38, 12), BIGNUMERIC], ids=str)
+@pytest.mark.parametrize("scale", [None, 7, 9, 10, 12, 18])
+def test_decimal_texts_arrow_writes_with_exponent(arrow_type, scale):
+    # Arrow casts a decimal below 1E-6 to text with an exponent ("1.000E-10"). Without its trailing
+    # zeros that text is another number ("1.000E-1"), which must never count as equal.
+    texts = ["1E-7", "1E-9", "1.5E-8", "0", "12.5"] + (["1E-10", "1E-12", "5E-11"] if arrow_type.scale >= 12 else [])
+    values = [Decimal(text) for text in texts]
+    written = pa.array(values, arrow_type).cast(pa.string()).to_pylist()
+    extra = [text.rstrip("0").rstrip(".") for text in written] + written
+    mapped = FieldMapping("amount", "Amount__c", FieldType.DECIMAL, scale=scale)
+    assert_one_field_alike(mapped, arrow_type, values, extra, columnar=False)
+
+
 @pytest.mark.parametrize("arrow_type", [pa.float64(), pa.int64(), pa.string()], ids=str)
 def test_decimal_from_other_column_types(arrow_type):
     pools = {
