@@ -321,7 +321,13 @@ def _datetime_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.Ch
     days = seconds.cast(pa.date32())
     times = seconds.cast(pa.time32("s"), safe=False)
     texts = pc.binary_join_element_wise(days.cast(pa.string()), "T", times.cast(pa.string()), ".000Z", "")
-    return _null_texts(column, _within_python_years(days, texts), field)
+    texts = _within_python_years(days, texts)
+    if column.type.tz != "UTC":
+        # plan_changes receives the datetime in its own zone, which Python cannot hold when the
+        # local day falls outside years 1 to 9999, even if the UTC day does not.
+        local_days = pc.floor_temporal(pc.local_timestamp(column), 1, "day").cast(pa.date32())
+        texts = _within_python_years(local_days, texts)
+    return _null_texts(column, texts, field)
 
 
 def _within_python_years(days: pa.ChunkedArray, texts: pa.ChunkedArray) -> pa.ChunkedArray:

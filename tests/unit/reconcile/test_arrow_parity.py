@@ -1177,11 +1177,6 @@ def test_datetime_unparseable_target():
     assert_raises_alike(outcome, "TargetRecordError")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plan_changes_arrow decides the row unchanged in Arrow and never builds the Python datetime "
-    "that makes to_pylist raise for plan_changes",
-)
 @pytest.mark.parametrize(
     ("zone", "moment"),
     [("-05:00", datetime(1, 1, 1, tzinfo=UTC)), ("+05:30", datetime(9999, 12, 31, 23, tzinfo=UTC))],
