@@ -262,8 +262,8 @@ def _decimal_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.Chu
         scale = min(field.scale, arrow_type.scale)
         rounded = pc.round(column, field.scale, round_mode="half_towards_infinity")
         rounded = rounded.cast(_decimal_type(arrow_type, scale))
-    # Rounding in normalize.py fails beyond 28 digits at the field's scale, and without a scale it
-    # rounds to 28 significant digits; either way a smaller value is written exactly.
+    # normalize.py rounds in 28 digits. At the field's scale a longer value fails; without a scale
+    # it is rounded. A value below the limit keeps every digit in both cases.
     digits_scale = arrow_type.scale if field.scale is None else field.scale
     limit = pa.scalar(Decimal(10) ** (_DECIMAL_DIGITS - digits_scale), _decimal_type(arrow_type, scale, widest=True))
     texts = rounded.cast(pa.string())
@@ -344,10 +344,6 @@ def _within_python_years(days: pa.ChunkedArray, texts: pa.ChunkedArray) -> pa.Ch
     return pc.if_else(pc.fill_null(inside, True), texts, pa.scalar(None, pa.string()))
 
 
-def _any_text(arrow_type: pa.DataType) -> bool:
-    return _is_text(arrow_type)
-
-
 def _any_decimal(arrow_type: pa.DataType) -> bool:
     import pyarrow as pa
 
@@ -399,5 +395,5 @@ _QUERY_TEXTS: dict[FieldType, Any] = {
 }
 for _text_type in FieldType:
     if _text_type.is_text:
-        _SOURCE_TYPES[_text_type] = _any_text
+        _SOURCE_TYPES[_text_type] = _is_text
         _QUERY_TEXTS[_text_type] = _text_query_texts
