@@ -168,13 +168,7 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
             orphan_counts = work.counts() if work else OrphanResult.reported(plan.orphans).as_dict()
             return {**plan.counts(), **orphan_counts, "dry_run": True, "failures_csv": None}
 
-        outcomes = salesforce.upsert_records(
-            self.target_object,
-            self.mapping.key.target,
-            list(plan.iter_writes()),
-            bulk_threshold=self.bulk_threshold,
-        )
-        result = account(plan, outcomes)
+        result = account(plan, self._upsert(salesforce, plan))
         result.check_totals()
         log.info(
             "Wrote %s: %d created, %d updated, %d failed, %d unprocessed",
@@ -327,6 +321,29 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
             ", ".join(f"{count} {status}" for status, count in result.counts.items() if count) or "none",
         )
         return result
+
+    def _upsert(self, salesforce: SalesforceM2MHook, plan: Plan) -> list[RecordOutcome]:
+        """Upsert the plan's writes by external id and return one outcome per write.
+
+        When a request fails, the hook stops and reports what each record came to, as for the
+        orphans below. The run goes on to account for every record and write the failures CSV, so
+        the failure threshold decides whether the task fails, and a rerun writes what is left.
+        """
+        try:
+            return salesforce.upsert_records(
+                self.target_object,
+                self.mapping.key.target,
+                list(plan.iter_writes()),
+                bulk_threshold=self.bulk_threshold,
+            )
+        except SalesforceWriteError as err:
+            log.error(
+                "Upserting %s stopped at a failed request; its records count as failed and the ones "
+                "not sent as unprocessed: %s",
+                self.target_object,
+                err,
+            )
+            return err.outcomes
 
     def _flag_orphans(self, salesforce: SalesforceM2MHook, work: OrphanWork) -> list[RecordOutcome]:
         """Write the flag on the work's orphans by record Id and return one outcome per orphan, keyed by the Id.
