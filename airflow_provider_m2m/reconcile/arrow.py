@@ -290,6 +290,25 @@ def _integer_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.Chu
     return _null_texts(column, column.cast(pa.string()), field)
 
 
+def _double_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.ChunkedArray:
+    """The shortest text that reads back as the same float, as Python's repr writes it.
+
+    Arrow and Python both write the shortest round-trip digits, but Arrow writes -0.0 as "-0" and
+    large or small values with an exponent; those values are null. With a scale, only values with
+    at most `scale` decimals keep their text: rounding them changes nothing, in Python's round()
+    as in the query, so no rounding has to be copied.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    texts = column.cast(pa.string())
+    decimals = "+" if field.scale is None else f"{{0,{field.scale}}}"
+    plain = pc.match_substring_regex(texts, rf"^-?[0-9]+(\.[0-9]{decimals})?$")
+    keep = pc.and_(pc.fill_null(plain, False), pc.not_equal(texts, "-0"))
+    texts = pc.if_else(pc.fill_null(keep, False), texts, pa.scalar(None, pa.string()))
+    return _null_texts(column, texts, field)
+
+
 def _boolean_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.ChunkedArray:
     """"true" or "false"; a checkbox has no null, and normalize.py writes null as "false"."""
     import pyarrow.compute as pc
@@ -374,14 +393,17 @@ def _any_timestamp(arrow_type: pa.DataType) -> bool:
     return types.is_timestamp(arrow_type) and arrow_type.unit in _TIMESTAMP_UNITS
 
 
-def _never(arrow_type: pa.DataType) -> bool:
-    return False
+def _any_double(arrow_type: pa.DataType) -> bool:
+    """float64 only: a float32 widened to a Python float has a longer shortest text than Arrow's."""
+    import pyarrow.types as types
+
+    return types.is_float64(arrow_type)
 
 
 _SOURCE_TYPES: dict[FieldType, Any] = {
     FieldType.DECIMAL: _any_decimal,
     FieldType.INTEGER: _any_integer,
-    FieldType.DOUBLE: _never,  # Arrow and Python write some floats differently
+    FieldType.DOUBLE: _any_double,
     FieldType.BOOLEAN: _any_boolean,
     FieldType.DATE: _any_date,
     FieldType.DATETIME: _any_timestamp,
@@ -389,6 +411,7 @@ _SOURCE_TYPES: dict[FieldType, Any] = {
 _QUERY_TEXTS: dict[FieldType, Any] = {
     FieldType.DECIMAL: _decimal_query_texts,
     FieldType.INTEGER: _integer_query_texts,
+    FieldType.DOUBLE: _double_query_texts,
     FieldType.BOOLEAN: _boolean_query_texts,
     FieldType.DATE: _date_query_texts,
     FieldType.DATETIME: _datetime_query_texts,
