@@ -20,7 +20,7 @@ import math
 import operator
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
@@ -643,20 +643,25 @@ def _infer_array(field: Mapping[str, Any], values: list[Any]) -> pa.Array:
     try:
         array = pa.array(values)
     except _arrow_errors() as err:
+        # The error is not quoted, because pyarrow's message holds a value of the column.
         raise BigQueryError(
-            f"column {field.get('name')!r}: cannot build an Arrow array from its values ({err}); {hint}"
+            f"column {field.get('name')!r}: its JSON values have no common Arrow type, "
+            f"such as text in some rows and numbers in others; {hint}"
         ) from err
     if not _same_values(array.to_pylist(), values):
         raise BigQueryError(
             f"column {field.get('name')!r}: Arrow type {array.type} inferred from its JSON values "
-            f"changes some of them, for example by adding missing object keys as null; {hint}"
+            f"changes some of them, for example 1 into 1.0, or missing object keys into nulls; {hint}"
         )
     return array
 
 
 def _same_values(left: Any, right: Any) -> bool:
-    """Compare two converted values as == does, except that a float NaN equals a float NaN."""
-    if isinstance(left, float) and isinstance(right, float) and math.isnan(left) and math.isnan(right):
+    """Compare two converted values as == does, but a float NaN equals a float NaN, and an int
+    never equals a float, because Arrow turns JSON's 1 into 1.0 in a column that also holds 1.5."""
+    if type(left) is not type(right):
+        return False
+    if isinstance(left, float) and math.isnan(left) and math.isnan(right):
         return True
     if isinstance(left, dict) and isinstance(right, dict):
         return left.keys() == right.keys() and all(_same_values(left[key], right[key]) for key in left)
@@ -673,8 +678,12 @@ class ArrowTableBuilder:
     type once over every row. Needs pyarrow.
     """
 
-    def __init__(self, fields: Sequence[Mapping[str, Any]]) -> None:
+    def __init__(self, fields: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> None:
         self.fields = list(fields)
+        # Positions of the columns kept; the others are never converted.
+        self.kept = [
+            index for index, field in enumerate(self.fields) if columns is None or field.get("name") in columns
+        ]
         self.types = [arrow_type(field) for field in self.fields]
         self._chunks: list[list[pa.Array]] = [[] for _ in self.fields]
         self._values: list[list[Any]] = [[] for _ in self.fields]
@@ -688,8 +697,8 @@ class ArrowTableBuilder:
             raise BigQueryError(
                 f"invalid result page: its rows have {len(columns)} cells but the schema has {len(self.fields)} columns"
             )
-        for index, (field, cells) in enumerate(zip(self.fields, columns, strict=True)):
-            target = self.types[index]
+        for index in self.kept:
+            field, cells, target = self.fields[index], columns[index], self.types[index]
             if target is None:
                 self._values[index] += [convert_cell(field, cell) for cell in cells]
             else:
@@ -711,12 +720,13 @@ class ArrowTableBuilder:
         import pyarrow as pa
 
         columns = []
-        for field, target, chunks, values in zip(self.fields, self.types, self._chunks, self._values, strict=True):
+        for index in self.kept:
+            field, target = self.fields[index], self.types[index]
             if target is None:
-                columns.append(pa.chunked_array([_infer_array(field, values)]))
+                columns.append(pa.chunked_array([_infer_array(field, self._values[index])]))
             else:
-                columns.append(pa.chunked_array(chunks, type=target))
-        return pa.Table.from_arrays(columns, names=[field["name"] for field in self.fields])
+                columns.append(pa.chunked_array(self._chunks[index], type=target))
+        return pa.Table.from_arrays(columns, names=[self.fields[index]["name"] for index in self.kept])
 
 
 # Query parameters
@@ -1056,7 +1066,12 @@ class BigQueryM2MHook(M2MConnectionMixin, BaseHook):
                 yield convert_row(fields, row)
 
     def query_arrow(
-        self, sql: str, *, parameters: Mapping[str, Any] | None = None, page_size: int = DEFAULT_PAGE_SIZE
+        self,
+        sql: str,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        columns: Sequence[str] | None = None,
     ) -> pa.Table:
         """Run a GoogleSQL query and return every row as one Arrow table. Needs pyarrow.
 
@@ -1067,17 +1082,27 @@ class BigQueryM2MHook(M2MConnectionMixin, BaseHook):
         string. BYTES becomes binary, TIME time64("us"), ARRAY a list and STRUCT a struct,
         converted value by value. Arrow infers the type of a column that contains JSON.
 
-        Raises BigQueryError naming the column for a cell that does not parse, for a BIGNUMERIC
-        of 10**38 or more, which decimal256(76, 38) cannot hold, and for JSON values that no
-        Arrow type gives back unchanged.
+        `columns`, when given, keeps only the result columns of those names, in the result's
+        order; the others are never converted. Names the result lacks are left out.
+
+        Raises BigQueryError naming the connection and the column for a cell that does not
+        parse, for a BIGNUMERIC of 10**38 or more, which decimal256(76, 38) cannot hold, and for
+        JSON values that no Arrow type gives back unchanged.
         """
         builder: ArrowTableBuilder | None = None
         for fields, rows in self._query_pages(sql, parameters, page_size):
             if builder is None:
-                builder = ArrowTableBuilder(fields)
-            builder.add_page(rows)
+                builder = ArrowTableBuilder(fields, columns)
+            self._naming_connection(builder.add_page, rows)
         assert builder is not None, "_query_pages yields the first page even when it has no rows"
-        return builder.table()
+        return self._naming_connection(builder.table)
+
+    def _naming_connection(self, convert: Callable[..., Any], *args: Any) -> Any:
+        """Call a conversion and add this connection's id to the BigQueryError it raises."""
+        try:
+            return convert(*args)
+        except BigQueryError as err:
+            raise BigQueryError(f"Connection {self.bigquery_m2m_conn_id!r}: {err}") from err
 
     def get_records(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Return every row of a query as a list; use `iter_rows` for large results."""

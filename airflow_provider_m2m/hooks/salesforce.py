@@ -471,22 +471,17 @@ def _csv_page_table(response: requests.Response) -> pa.Table:
 
     content = response.content
     header = _csv_header(content)
-    if header is None:
+    if not header:  # no rows, or only an empty line, which csv.reader also reads as no rows
         return pa.table({})
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        content = content.decode("utf-8", errors="replace").encode("utf-8")
     if not content.endswith((b"\n", b"\r")):
         # pyarrow 26 reads a header row without a line break after it as an empty file.
         content += b"\n"
     try:
         return _read_csv_strings(content, header)
-    except pa.ArrowInvalid as err:
-        try:
-            content.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-        else:
-            raise ValueError(_csv_error_summary(err)) from None
-    try:
-        return _read_csv_strings(content.decode("utf-8", errors="replace").encode("utf-8"), header)
     except pa.ArrowInvalid as err:
         raise ValueError(_csv_error_summary(err)) from None
 
@@ -854,7 +849,13 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
         pages = [table for table in self._bulk_query_pages(soql, page_size, _csv_page_table) if table.num_columns]
         if not pages:
             return pa.table({})
-        return pa.concat_tables(pages)
+        try:
+            return pa.concat_tables(pages)
+        except pa.ArrowInvalid as err:
+            raise SalesforceApiError(
+                f"Connection {self.salesforce_m2m_conn_id!r}: the result pages of the Bulk API 2.0 query "
+                "have different columns; run the query again"
+            ) from err
 
     def _wait_for_job(self, kind: str, job_id: str) -> dict[str, Any]:
         """Poll a Bulk API 2.0 job until it completes; raise when it fails, aborts or times out."""

@@ -223,7 +223,9 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
             # Both sides as Arrow tables, the target first as plan_changes reads it: the rows equal
             # to the target are proven with no Python object per value.
             target = salesforce.bulk_query_arrow(self._target_soql())
-            return plan_changes_arrow(bigquery.query_arrow(self.source_sql), target, self.mapping)
+            # Only the mapped columns are converted, so an unmapped column of any type costs nothing.
+            source = bigquery.query_arrow(self.source_sql, columns=self.mapping.source_columns())
+            return plan_changes_arrow(source, target, self.mapping)
 
         target_records = salesforce.bulk_query(self._target_soql())
 

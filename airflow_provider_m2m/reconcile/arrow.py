@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_m2m.reconcile.diff import SEPARATOR, plan_rows
@@ -61,21 +62,33 @@ def plan_changes_arrow(
             # precision. plan_changes applies normalize.py's rules to it instead.
             plan, reason = None, f"an Arrow kernel refused a value: {err}"
         else:
-            reason = "a key is null, empty, repeated, not in NFC or (when keys fold case) not ASCII"
+            reason = (
+                "a key is null, empty, repeated, longer than the key field, holds NUL, is not in NFC, "
+                "or is not ASCII while keys fold case"
+            )
         if plan is not None:
             return plan
-    log.info("Comparing all %d source rows one by one: %s", source.num_rows, reason)
-    return _plan_all_rows(source, target, mapping, include_orphans)
+    log.warning("Comparing all %d source rows one by one, which is slower: %s", source.num_rows, reason)
+    return plan_rows(_rows(source), _rows(target), mapping, include_orphans=include_orphans)
 
 
-def _plan_all_rows(source: pa.Table, target: pa.Table, mapping: Mapping, include_orphans: bool) -> Plan:
-    return plan_rows(source.to_pylist(), target.to_pylist(), mapping, include_orphans=include_orphans)
+# Rows converted to dicts at a time: plan_rows keeps no row dict, so memory stays at one batch's.
+_ROWS_PER_BATCH = 10_000
+
+
+def _rows(table: pa.Table) -> Iterator[dict[str, Any]]:
+    """Yield the rows of a table as dicts, in order, a batch at a time."""
+    for batch in table.to_batches(max_chunksize=_ROWS_PER_BATCH):
+        yield from batch.to_pylist()
 
 
 def _unsupported(source: pa.Table, target: pa.Table, mapping: Mapping) -> str | None:
     """Return why the tables cannot be split by the Arrow kernels, or None when they can."""
     import pyarrow as pa
 
+    for table, side in ((source, "source"), (target, "target")):
+        if len(set(table.column_names)) != table.num_columns:
+            return f"the {side} has two columns of one name"
     for column in mapping.source_columns():
         if column not in source.column_names:
             return f"the source has no column {column}"
@@ -94,6 +107,35 @@ def _unsupported(source: pa.Table, target: pa.Table, mapping: Mapping) -> str | 
 
 def _plan_split(source: pa.Table, target: pa.Table, mapping: Mapping, include_orphans: bool) -> Plan | None:
     """Count the rows equal to the target's text, plan the others row by row; None when a key fails."""
+    import pyarrow.compute as pc
+
+    found = _equal_rows(source, target, mapping)
+    if found is None:
+        return None
+    same, claimed = found
+    unchanged = len(claimed)
+    changed = source.filter(pc.invert(same)) if unchanged else source
+    others = _unclaimed(target, claimed)
+    del same, claimed  # freed before plan_rows builds its index
+    rest = plan_rows(_rows(changed), _rows(others), mapping, include_orphans=include_orphans, log_counts=False)
+    rest.unchanged += unchanged
+    rest.read_source = source.num_rows
+    rest.read_target = target.num_rows
+    log.info(
+        "Compared %d source rows with %d target records: %d equal as text, %d compared one by one",
+        source.num_rows,
+        target.num_rows,
+        unchanged,
+        source.num_rows - unchanged,
+    )
+    return rest
+
+
+def _equal_rows(source: pa.Table, target: pa.Table, mapping: Mapping) -> tuple[pa.Array, pa.Array] | None:
+    """Return which source rows equal their target record as text, and those records' positions.
+
+    Returns None when a key needs plan_changes' rules.
+    """
     import pyarrow.compute as pc
 
     fold = not mapping.key_case_sensitive
@@ -115,26 +157,7 @@ def _plan_split(source: pa.Table, target: pa.Table, mapping: Mapping, include_or
         # A row spelling its key in another case is compared field by field in plan_changes.
         same = pc.and_(same, pc.equal(source_spellings, pc.take(target_spellings, positions)))
     same = pc.fill_null(same, False)
-
-    unchanged = pc.sum(same).as_py() or 0
-    rest = plan_rows(
-        source.filter(pc.invert(same)).to_pylist(),
-        _unclaimed(target, pc.filter(positions, same)).to_pylist(),
-        mapping,
-        include_orphans=include_orphans,
-        log_counts=False,
-    )
-    rest.unchanged += unchanged
-    rest.read_source = source.num_rows
-    rest.read_target = target.num_rows
-    log.info(
-        "Compared %d source rows with %d target records: %d equal as text, %d compared one by one",
-        source.num_rows,
-        target.num_rows,
-        unchanged,
-        source.num_rows - unchanged,
-    )
-    return rest
+    return same, pc.filter(positions, same)
 
 
 def _unclaimed(target: pa.Table, claimed: pa.Array) -> pa.Table:
@@ -254,6 +277,8 @@ def _decimal_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.Chu
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if pa.types.is_integer(column.type):
+        column = column.cast(pa.decimal128(38, 0))  # every 64-bit integer fits; the text is the same
     arrow_type = column.type
     if field.scale is None:
         scale = arrow_type.scale
@@ -285,9 +310,19 @@ def _decimal_type(arrow_type: pa.DataType, scale: int, *, widest: bool = False) 
 
 
 def _integer_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.ChunkedArray:
+    """The integer's digits. A decimal keeps its digits when it is whole and has at most 28 of
+    them, which normalize.py checks the same way; any other decimal is null."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    return _null_texts(column, column.cast(pa.string()), field)
+    if pa.types.is_integer(column.type):
+        return _null_texts(column, column.cast(pa.string()), field)
+    whole = pc.equal(pc.round(column, 0), column)
+    limit = pa.scalar(Decimal(10) ** _DECIMAL_DIGITS, _decimal_type(column.type, column.type.scale, widest=True))
+    keep = pc.fill_null(pc.and_(whole, pc.less(pc.abs(column), limit)), False)
+    digits = pc.if_else(keep, column, pa.scalar(Decimal(0), column.type)).cast(_decimal_type(column.type, 0))
+    texts = pc.if_else(keep, digits.cast(pa.string()), pa.scalar(None, pa.string()))
+    return _null_texts(column, texts, field)
 
 
 def _double_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.ChunkedArray:
@@ -363,16 +398,17 @@ def _within_python_years(days: pa.ChunkedArray, texts: pa.ChunkedArray) -> pa.Ch
     return pc.if_else(pc.fill_null(inside, True), texts, pa.scalar(None, pa.string()))
 
 
-def _any_decimal(arrow_type: pa.DataType) -> bool:
+def _decimal_column(arrow_type: pa.DataType) -> bool:
     import pyarrow as pa
 
     return isinstance(arrow_type, (pa.Decimal128Type, pa.Decimal256Type)) and arrow_type.scale >= 0
 
 
-def _any_integer(arrow_type: pa.DataType) -> bool:
+def _number_column(arrow_type: pa.DataType) -> bool:
+    """An integer or a decimal column: each writes its own digits for a DECIMAL or INTEGER field."""
     import pyarrow.types as types
 
-    return types.is_integer(arrow_type)
+    return types.is_integer(arrow_type) or _decimal_column(arrow_type)
 
 
 def _any_boolean(arrow_type: pa.DataType) -> bool:
@@ -401,8 +437,8 @@ def _any_double(arrow_type: pa.DataType) -> bool:
 
 
 _SOURCE_TYPES: dict[FieldType, Any] = {
-    FieldType.DECIMAL: _any_decimal,
-    FieldType.INTEGER: _any_integer,
+    FieldType.DECIMAL: _number_column,
+    FieldType.INTEGER: _number_column,
     FieldType.DOUBLE: _any_double,
     FieldType.BOOLEAN: _any_boolean,
     FieldType.DATE: _any_date,

@@ -166,12 +166,40 @@ def test_json_of_mixed_kinds_raises() -> None:
 
 def test_json_type_inferred_over_every_page() -> None:
     fields = [{"name": "doc", "type": "JSON"}]
-    first, second = _rows("null"), _rows("1", "2.5")
+    first, second = _rows("null"), _rows("1.5", "2.5")
 
     table = _table(fields, first, second)
 
     assert table.schema.types == [pa.float64()]
-    assert table.to_pylist() == [{"doc": None}, {"doc": 1}, {"doc": 2.5}]
+    assert table.to_pylist() == [{"doc": None}, {"doc": 1.5}, {"doc": 2.5}]
+
+
+def test_json_of_integers_and_fractions_raises() -> None:
+    # Arrow would store 1 as 1.0, which iter_rows returns as the int 1.
+    fields = [{"name": "doc", "type": "JSON"}]
+
+    with pytest.raises(BigQueryError, match="TO_JSON_STRING"):
+        _table(fields, _rows("1", "2.5"))
+
+
+def test_json_error_quotes_no_value() -> None:
+    fields = [{"name": "doc", "type": "JSON"}]
+
+    with pytest.raises(BigQueryError) as raised:
+        _table(fields, _rows('"secret-looking text"', "1"))
+
+    assert "secret-looking" not in str(raised.value)
+
+
+def test_unrequested_columns_are_never_converted() -> None:
+    fields = [{"name": "id", "type": "STRING"}, {"name": "extra", "type": "JSON"}]
+    builder = ArrowTableBuilder(fields, columns=["id"])
+    builder.add_page([{"f": [{"v": "A"}, {"v": '"x"'}]}, {"f": [{"v": "B"}, {"v": "1"}]}])
+
+    table = builder.table()
+
+    assert table.column_names == ["id"]
+    assert table.to_pylist() == [{"id": "A"}, {"id": "B"}]
 
 
 def test_short_row_raises() -> None:

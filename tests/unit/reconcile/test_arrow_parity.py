@@ -1037,10 +1037,30 @@ def test_decimal_from_other_column_types(arrow_type):
         pa.string(): ["1.25", " 2 ", "abc", "", None],
     }
     mapped = FieldMapping("amount", "Amount__c", FieldType.DECIMAL, scale=1)
-    assert_one_field_alike(mapped, arrow_type, pools[arrow_type], columnar=False)
+    assert_one_field_alike(mapped, arrow_type, pools[arrow_type], columnar=arrow_type == pa.int64())
+
+
+@pytest.mark.parametrize("scale", [None, 0, 2, 12])
+def test_decimal_from_integer_column(scale):
+    values = [0, 1, -1, 100, 2**63 - 1, -(2**63), 10**15, None]
+    extra = ["100.00", "1E+2", "1.0", "9223372036854775807.00"]
+    mapped = FieldMapping("amount", "Amount__c", FieldType.DECIMAL, scale=scale)
+    assert_one_field_alike(mapped, pa.int64(), values, extra)
 
 
 # Integer
+
+
+@pytest.mark.parametrize("arrow_type", [pa.decimal128(38, 9), pa.decimal128(10, 0), pa.decimal256(76, 38)], ids=str)
+def test_integer_from_decimal_column(arrow_type):
+    values = [Decimal(0), Decimal(42), Decimal(-7), Decimal("42.5"), Decimal("-0.000000001"), Decimal(10) ** 9, None]
+    if arrow_type.scale == 0:
+        values = [value for value in values if value is None or value == value.to_integral_value()]
+    if arrow_type.precision - arrow_type.scale > 29:
+        values += [Decimal(10) ** 28, Decimal(10) ** 28 - 1, -(Decimal(10) ** 29)]
+    extra = ["7.0", "07", "1e3", "-0"]
+    mapped = FieldMapping("count", "Count__c", FieldType.INTEGER)
+    assert_one_field_alike(mapped, arrow_type, values, extra)
 
 
 def test_integer_values():
@@ -1064,11 +1084,6 @@ def test_integer_unparseable_target():
     mapped = FieldMapping("count", "Count__c", FieldType.INTEGER)
     outcome = assert_one_field_alike(mapped, pa.int64(), [1], ["forty"])
     assert_raises_alike(outcome, "TargetRecordError")
-
-
-def test_integer_from_decimal_column():
-    values = [Decimal("42"), Decimal("42.5"), Decimal("-0.000000001"), None]
-    assert_one_field_alike(FieldMapping("count", "Count__c", FieldType.INTEGER), NUMERIC, values, columnar=False)
 
 
 # Double
