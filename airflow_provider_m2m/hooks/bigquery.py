@@ -643,7 +643,7 @@ def _infer_array(field: Mapping[str, Any], values: list[Any]) -> pa.Array:
     try:
         array = pa.array(values)
     except _arrow_errors() as err:
-        # The error is not quoted, because pyarrow's message holds a value of the column.
+        # The error is not quoted, because pyarrow's message contains a value of the column.
         raise BigQueryError(
             f"column {field.get('name')!r}: its JSON values have no common Arrow type, "
             f"such as text in some rows and numbers in others; {hint}"
@@ -681,7 +681,7 @@ class ArrowTableBuilder:
     def __init__(self, fields: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> None:
         self.fields = list(fields)
         # Positions of the columns kept; the others are never converted.
-        self.kept = [
+        self.kept_positions = [
             index for index, field in enumerate(self.fields) if columns is None or field.get("name") in columns
         ]
         self.types = [arrow_type(field) for field in self.fields]
@@ -697,7 +697,7 @@ class ArrowTableBuilder:
             raise BigQueryError(
                 f"invalid result page: its rows have {len(columns)} cells but the schema has {len(self.fields)} columns"
             )
-        for index in self.kept:
+        for index in self.kept_positions:
             field, cells, target = self.fields[index], columns[index], self.types[index]
             if target is None:
                 self._values[index] += [convert_cell(field, cell) for cell in cells]
@@ -720,13 +720,13 @@ class ArrowTableBuilder:
         import pyarrow as pa
 
         columns = []
-        for index in self.kept:
+        for index in self.kept_positions:
             field, target = self.fields[index], self.types[index]
             if target is None:
                 columns.append(pa.chunked_array([_infer_array(field, self._values[index])]))
             else:
                 columns.append(pa.chunked_array(self._chunks[index], type=target))
-        return pa.Table.from_arrays(columns, names=[self.fields[index]["name"] for index in self.kept])
+        return pa.Table.from_arrays(columns, names=[self.fields[index]["name"] for index in self.kept_positions])
 
 
 # Query parameters
