@@ -639,14 +639,18 @@ def _infer_array(field: Mapping[str, Any], values: list[Any]) -> pa.Array:
     """
     import pyarrow as pa
 
-    hint = f"select TO_JSON_STRING({field.get('name')}) to read the column as STRING"
+    name = field.get("name")
+    hint = (
+        f"select TO_JSON_STRING({name}) to read the column as STRING, or LAX_FLOAT64({name}) or "
+        f"CAST(LAX_STRING({name}) AS NUMERIC) for a number"
+    )
     try:
         array = pa.array(values)
     except _arrow_errors() as err:
         # The error is not quoted, because pyarrow's message contains a value of the column.
         raise BigQueryError(
             f"column {field.get('name')!r}: its JSON values have no common Arrow type, "
-            f"such as text in some rows and numbers in others; {hint}"
+            f"such as text, numbers and booleans in one column; {hint}"
         ) from err
     if not _same_values(array.to_pylist(), values):
         raise BigQueryError(

@@ -729,7 +729,15 @@ class SalesforceM2MHook(M2MConnectionMixin, BaseHook):
     def _request(
         self, method: str, path: str, *, ok: Sequence[int] = (200, 201, 204), **kwargs: Any
     ) -> requests.Response:
-        response = self.get_session().request(method, self._data_url(path), **kwargs)
+        try:
+            response = self.get_session().request(method, self._data_url(path), **kwargs)
+        except requests.RequestException as err:
+            # A timeout or a broken connection. A write may have been applied or not, so the caller
+            # accounts for its records as for an HTTP error, and a rerun compares again.
+            raise SalesforceApiError(
+                f"Connection {self.salesforce_m2m_conn_id!r}: Salesforce {method} {path.split('?')[0]} "
+                f"got no response: {type(err).__name__}: {err}"
+            ) from err
         if response.status_code not in ok:
             raise self._api_error(method, path, response)
         return response

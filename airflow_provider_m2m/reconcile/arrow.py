@@ -280,33 +280,52 @@ def _decimal_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.Chu
     if pa.types.is_integer(column.type):
         column = column.cast(pa.decimal128(38, 0))  # every 64-bit integer fits; the text is the same
     arrow_type = column.type
+    # normalize.py rounds in 28 digits. At the field's scale a longer value fails; without a scale
+    # it is rounded. A value below the limit keeps every digit in both cases. Larger values are
+    # set aside before rounding, which could carry them past the column's precision.
+    digits_scale = arrow_type.scale if field.scale is None else field.scale
+    small = _below(column, _DECIMAL_DIGITS - digits_scale)
     if field.scale is None:
         scale = arrow_type.scale
         rounded = column
     else:
         scale = min(field.scale, arrow_type.scale)
-        rounded = pc.round(column, field.scale, round_mode="half_towards_infinity")
+        rounded = pc.round(_or_zero(column, small), field.scale, round_mode="half_towards_infinity")
         rounded = rounded.cast(_decimal_type(arrow_type, scale))
-    # normalize.py rounds in 28 digits. At the field's scale a longer value fails; without a scale
-    # it is rounded. A value below the limit keeps every digit in both cases.
-    digits_scale = arrow_type.scale if field.scale is None else field.scale
-    limit = pa.scalar(Decimal(10) ** (_DECIMAL_DIGITS - digits_scale), _decimal_type(arrow_type, scale, widest=True))
     texts = rounded.cast(pa.string())
     if scale > 0:
         texts = pc.utf8_rtrim(pc.utf8_rtrim(texts, characters="0"), characters=".")
-    doubtful = pc.greater_equal(pc.abs(rounded), limit)
+    # Rounding may carry a value below the limit up to it.
+    doubtful = pc.or_(pc.invert(small), pc.invert(_below(rounded, _DECIMAL_DIGITS - digits_scale)))
     if field.scale is None or scale > _PLAIN_SCALE:
         doubtful = pc.or_(doubtful, pc.match_substring(texts, "E"))
     texts = pc.if_else(pc.fill_null(doubtful, False), pa.scalar(None, pa.string()), texts)
     return _null_texts(column, texts, field)
 
 
-def _decimal_type(arrow_type: pa.DataType, scale: int, *, widest: bool = False) -> pa.DataType:
+def _decimal_type(arrow_type: pa.DataType, scale: int) -> pa.DataType:
     import pyarrow as pa
 
-    if isinstance(arrow_type, pa.Decimal256Type):
-        return pa.decimal256(76 if widest else arrow_type.precision, scale)
-    return pa.decimal128(38 if widest else arrow_type.precision, scale)
+    make = pa.decimal256 if isinstance(arrow_type, pa.Decimal256Type) else pa.decimal128
+    return make(arrow_type.precision, scale)
+
+
+def _below(column: pa.ChunkedArray, power: int) -> pa.ChunkedArray:
+    """Mark the decimals whose absolute value is below 10**power; a null is not marked."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    # decimal256 holds the limit at any scale a column has.
+    limit = pa.scalar(Decimal(10) ** power, pa.decimal256(76, column.type.scale))
+    return pc.fill_null(pc.less(pc.abs(column), limit), False)
+
+
+def _or_zero(column: pa.ChunkedArray, keep: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Replace the values not kept with zero, so a kernel never sees them; nulls stay null."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.if_else(pc.or_(keep, pc.is_null(column)), column, pa.scalar(Decimal(0), column.type))
 
 
 def _integer_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.ChunkedArray:
@@ -317,10 +336,10 @@ def _integer_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.Chu
 
     if pa.types.is_integer(column.type):
         return _null_texts(column, column.cast(pa.string()), field)
-    whole = pc.equal(pc.round(column, 0), column)
-    limit = pa.scalar(Decimal(10) ** _DECIMAL_DIGITS, _decimal_type(column.type, column.type.scale, widest=True))
-    keep = pc.fill_null(pc.and_(whole, pc.less(pc.abs(column), limit)), False)
-    digits = pc.if_else(keep, column, pa.scalar(Decimal(0), column.type)).cast(_decimal_type(column.type, 0))
+    small = _below(column, _DECIMAL_DIGITS)
+    candidates = _or_zero(column, small)
+    keep = pc.and_(small, pc.fill_null(pc.equal(pc.round(candidates, 0), candidates), False))
+    digits = _or_zero(column, keep).cast(_decimal_type(column.type, 0))
     texts = pc.if_else(keep, digits.cast(pa.string()), pa.scalar(None, pa.string()))
     return _null_texts(column, texts, field)
 

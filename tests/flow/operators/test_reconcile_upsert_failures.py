@@ -7,6 +7,8 @@ emulator answers one sObject Collections request with HTTP 503, as an org does d
 from __future__ import annotations
 
 import csv
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +56,27 @@ def test_failed_upsert_request_is_accounted_and_the_rerun_converges(
     records = emulator.records(OBJECT)
     assert len(records) == records_before + planned["create"]
     assert len({record[KEY] for record in records}) == len(records)
+
+
+def test_bulk_upload_without_response_is_accounted(
+    emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict[str, Any], monkeypatch: Any
+) -> None:
+    """A Bulk API 2.0 upload that outlasts the connection's 1 s read timeout fails its job's records, with counts and a CSV."""
+    name = "AIRFLOW_CONN_SALESFORCE_M2M_DEFAULT"
+    connection = json.loads(os.environ[name])
+    monkeypatch.setenv(name, json.dumps({**connection, "extra": {**connection.get("extra", {}), "timeout": 1}}))
+    emulator.delete_all_records(OBJECT)
+    emulator.insert_records(OBJECT, [{**record, "Name": "Renamed in Salesforce"} for record in seed.target_records])
+    planned = _operator(tmp_path, dry_run=True, bulk_threshold=10).execute(context)
+    writes = planned["create"] + planned["update"]
+    emulator.hold_uploads(4)
+    try:
+        result = _operator(tmp_path, bulk_threshold=10).execute(context)
+    finally:
+        emulator.release_uploads()
+        emulator.wait_for_jobs()
+
+    assert result["failed"] == writes
+    rows = _failures(result["failures_csv"])
+    assert len(rows) == writes
+    assert all("got no response: ReadTimeout" in row["error"] for row in rows)
