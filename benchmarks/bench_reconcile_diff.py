@@ -27,9 +27,9 @@ and so is never timed. It is the highest traced allocation above what was alloca
 numpy and pandas report their buffers to tracemalloc.
 
 Peak memory of Arrow tables is the growth of the resident set size, because pyarrow allocates
-outside Python's allocator and tracemalloc does not see it. Each contender runs once in a fresh
+outside Python's allocator and tracemalloc does not trace it. Each contender runs once in a fresh
 Python process (this script with a hidden flag) that imports pandas and pyarrow, builds both
-tables, asks the allocators to return freed memory to the operating system, and resets the kernel's
+tables, releases freed memory of its allocators to the operating system, and resets the kernel's
 resident high-water mark. The figure is that high-water mark after the run (VmHWM in /proc/self/status, the counter
 behind getrusage's ru_maxrss) less the resident size before the run. ru_maxrss itself is not read
 because a child process starts with its parent's peak, which would hide the run's. This needs

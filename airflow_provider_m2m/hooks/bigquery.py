@@ -662,7 +662,7 @@ def _infer_array(field: Mapping[str, Any], values: list[Any]) -> pa.Array:
 
 def _same_values(left: Any, right: Any) -> bool:
     """Compare two converted values as == does, but a float NaN equals a float NaN, and an int
-    never equals a float, because Arrow turns JSON's 1 into 1.0 in a column that also holds 1.5."""
+    never equals a float, because Arrow turns JSON's 1 into 1.0 in a column that also contains 1.5."""
     if type(left) is not type(right):
         return False
     if isinstance(left, float) and math.isnan(left) and math.isnan(right):

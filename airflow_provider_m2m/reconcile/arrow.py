@@ -14,10 +14,10 @@ without a Python object per value for the rows that did not change.
 3. Every other source row, and every target record that no unchanged row matched, goes to
    `plan_changes` as Python dicts. It plans creates, updates, rejections and orphans as always.
 
-When a precondition of this split does not hold, both whole tables go to `plan_changes`: a mapped
-column is missing or has a type listed nowhere below, a key is null, empty or repeated on one side,
-or keys fold case and one of them is not ASCII. `plan_changes` then raises the error or plans the
-rows one by one.
+When a precondition of this split fails, both whole tables go to `plan_changes`, which raises the
+error or plans the rows one by one. The preconditions: every mapped column exists and has a type
+listed below; no key is null, empty or repeated on its side; and when keys fold case, every key is
+ASCII.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Python's default decimal context, which normalize.py rounds in, holds 28 digits.
+# normalize.py rounds in Python's default decimal context, whose precision is 28 digits.
 _DECIMAL_DIGITS = 28
 # Above this scale normalize.py writes Decimals with format(), and Arrow may write an exponent.
 _PLAIN_SCALE = 6
@@ -48,7 +48,7 @@ def plan_changes_arrow(
 ) -> Plan:
     """Compare a source table with a target table by external id and return the plan.
 
-    `source` holds typed columns, as BigQuery returns them. `target` holds string columns, the text
+    `source` has typed columns, as BigQuery returns them. `target` has string columns, the text
     of a Bulk API 2.0 query CSV, with an empty string for null. Needs pyarrow.
     """
     import pyarrow as pa
@@ -315,13 +315,13 @@ def _below(column: pa.ChunkedArray, power: int) -> pa.ChunkedArray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    # decimal256 holds the limit at any scale a column has.
+    # decimal256 can store the limit at any scale a column has.
     limit = pa.scalar(Decimal(10) ** power, pa.decimal256(76, column.type.scale))
     return pc.fill_null(pc.less(pc.abs(column), limit), False)
 
 
 def _or_zero(column: pa.ChunkedArray, keep: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Replace the values not kept with zero, so a kernel never sees them; nulls stay null."""
+    """Replace the values not kept with zero, so that no kernel reads them; nulls stay null."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -329,8 +329,8 @@ def _or_zero(column: pa.ChunkedArray, keep: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _integer_query_texts(column: pa.ChunkedArray, field: FieldMapping) -> pa.ChunkedArray:
-    """The integer's digits. A decimal keeps its digits when it is whole and has at most 28 of
-    them, which normalize.py checks the same way; any other decimal is null."""
+    """Write an integer's digits. A decimal keeps its digits when it is whole and has at most 28
+    of them, because normalize.py checks the same. Any other decimal is null."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -424,7 +424,7 @@ def _decimal_column(arrow_type: pa.DataType) -> bool:
 
 
 def _number_column(arrow_type: pa.DataType) -> bool:
-    """An integer or a decimal column: each writes its own digits for a DECIMAL or INTEGER field."""
+    """Accept an integer or a decimal column, whose digits a DECIMAL or INTEGER field stores as they are."""
     import pyarrow.types as types
 
     return types.is_integer(arrow_type) or _decimal_column(arrow_type)

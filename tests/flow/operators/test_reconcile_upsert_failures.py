@@ -1,7 +1,7 @@
 """A failed upsert request is accounted record by record, and the next run writes what is left.
 
 The reconcile operator runs against the sandbox's BigQuery and Salesforce emulators over HTTPS. The
-emulator answers one sObject Collections request with HTTP 503, as an org does during an outage.
+emulator fails one sObject Collections request with HTTP 503, as an org does during an outage.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def _failures(path: str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_failed_upsert_request_is_accounted_and_the_rerun_converges(
+def test_failed_collections_request_then_rerun(
     emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict[str, Any]
 ) -> None:
     """Upserts of 200 records per request; a 503 on the first request fails its records and leaves the rest unsent."""

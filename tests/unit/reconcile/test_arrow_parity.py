@@ -1091,9 +1091,9 @@ def test_double_values(scale):
 
 @pytest.mark.parametrize("scale", [None, 0, 3])
 def test_double_shortest_texts_of_random_floats(scale):
-    # Each target holds Python's text of its value, so a row is unchanged exactly when Arrow writes
+    # Each target contains Python's text of its value, so a row is unchanged exactly when Arrow writes
     # the float as Python does. Random bit patterns reach every exponent; the others are the
-    # values a Number field holds.
+    # values a Number field stores.
     rng = random.Random(scale or 0)
     values = [struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(1500)]
     values += [rng.uniform(-1e6, 1e6) for _ in range(1500)]
