@@ -626,8 +626,10 @@ def _convert_cells(field: Mapping[str, Any], cells: Sequence[Any], target: pa.Da
     try:
         return pa.array(values, type=target)
     except _arrow_errors() as err:
+        # The error is not quoted, because pyarrow's message contains a value of the column.
         raise BigQueryError(
-            f"column {field.get('name')!r}: cannot store its {field.get('type')} values as Arrow {target}: {err}"
+            f"column {field.get('name')!r}: its {field.get('type')} values do not fit Arrow {target}, "
+            f"for example a BIGNUMERIC of 10**38 or more; cast the column to STRING in the query"
         ) from err
 
 
@@ -1021,7 +1023,7 @@ class BigQueryM2MHook(M2MConnectionMixin, BaseHook):
     ) -> Iterator[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
         """Run a GoogleSQL query and yield (schema fields, REST rows) for each result page.
 
-        The first page is yielded even when the result has no rows, so the caller sees the schema.
+        The first page is yielded even when the result has no rows, so the caller receives the schema.
         """
         if page_size < 1:
             raise ValueError("page_size must be at least 1")

@@ -220,8 +220,8 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
         if dataset is not None:
             self._check_staging_dataset_exists(bigquery, dataset)
         if dataset is None:
-            # Both sides as Arrow tables, the target first as plan_changes reads it: the rows equal
-            # to the target are proven with no Python object per value.
+            # Both sides are read as Arrow tables, the target first as plan_changes reads it, so the
+            # rows equal to the target are proven with no Python object per value.
             target = salesforce.bulk_query_arrow(self._target_soql())
             # Only the mapped columns are converted, so an unmapped column of any type costs nothing.
             source = bigquery.query_arrow(self.source_sql, columns=self.mapping.source_columns())
@@ -340,7 +340,7 @@ class BigQueryToSalesforceReconcileOperator(BaseOperator):
             )
         except SalesforceWriteError as err:
             log.error(
-                "Upserting %s stopped at a failed request; its records count as failed and the ones "
+                "Upserting %s stopped at a failed request. Its records count as failed, and the ones "
                 "not sent as unprocessed: %s",
                 self.target_object,
                 err,

@@ -91,8 +91,11 @@ def plan_rows(
     include_orphans: bool = False,
     log_counts: bool = True,
 ) -> Plan:
-    """`plan_changes`, for an engine that plans part of the rows itself: with `log_counts=False` it
-    does not log how many rows it read, because they are not all of the run's rows."""
+    """Plan as `plan_changes` does, for an engine that plans part of the rows itself.
+
+    With `log_counts=False` it does not log how many rows it read, because they are not all of the
+    run's rows.
+    """
     plan = Plan(mapping=mapping)
     differ = _Differ(mapping, plan, log_counts=log_counts)
     differ.read_target(target_records)

@@ -25,7 +25,7 @@ def _failures(path: str) -> list[dict[str, str]]:
 def test_failed_collections_request_then_rerun(
     emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict[str, Any]
 ) -> None:
-    """Upserts of 200 records per request; a 503 on the first request fails its records and leaves the rest unsent."""
+    """Upserts go 200 records per request, so a 503 on the first request fails 200 and leaves 100 unsent."""
     # Every target record's Name differs from the source, so the plan needs two requests.
     emulator.delete_all_records(OBJECT)
     emulator.insert_records(OBJECT, [{**record, "Name": "Renamed in Salesforce"} for record in seed.target_records])
@@ -58,7 +58,7 @@ def test_failed_collections_request_then_rerun(
     assert len({record[KEY] for record in records}) == len(records)
 
 
-def test_bulk_upload_without_response_is_accounted(
+def test_bulk_upload_timeout_is_accounted(
     emulator: SalesforceEmulator, seed: SeedData, tmp_path: Path, context: dict[str, Any], monkeypatch: Any
 ) -> None:
     """A Bulk API 2.0 upload that outlasts the connection's 1 s read timeout fails its job's records, with counts and a CSV."""
