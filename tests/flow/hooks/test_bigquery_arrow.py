@@ -12,6 +12,7 @@ import pytest
 from airflow_provider_m2m.hooks.bigquery import BigQueryM2MHook
 from airflow_provider_m2m.sandbox import Sandbox, seed
 from airflow_provider_m2m.sandbox.bigquery import load_table
+from tests.arrow_support import comparable
 
 DATASET = "arrow_reads"
 TABLE = f"`{seed.PROJECT_ID}.{DATASET}.every_type`"
@@ -69,17 +70,6 @@ def every_type_table(sandbox: Sandbox) -> str:
     return TABLE
 
 
-def _comparable(value: Any) -> Any:
-    """Replace each float NaN with a marker, so == compares NaN cells as equal."""
-    if isinstance(value, float) and math.isnan(value):
-        return "<float NaN>"
-    if isinstance(value, dict):
-        return {key: _comparable(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_comparable(item) for item in value]
-    return value
-
-
 def test_query_arrow_equals_iter_rows(every_type_table: str) -> None:
     hook = BigQueryM2MHook()
     page_requests = []
@@ -91,9 +81,9 @@ def test_query_arrow_equals_iter_rows(every_type_table: str) -> None:
     table = hook.query_arrow(sql, page_size=7)
 
     # jobs.query returns the first 7 rows and getQueryResults the others, 7 per page.
-    assert len(page_requests) == -(-ROW_COUNT // 7) - 1
+    assert len(page_requests) == math.ceil(ROW_COUNT / 7) - 1
     assert table.num_rows == ROW_COUNT
-    assert _comparable(table.to_pylist()) == _comparable(list(hook.iter_rows(sql, page_size=7)))
+    assert comparable(table.to_pylist()) == comparable(list(hook.iter_rows(sql, page_size=7)))
 
 
 def test_query_arrow_edge_values(every_type_table: str) -> None:

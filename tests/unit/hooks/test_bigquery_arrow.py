@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import math
 from decimal import Decimal
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 from airflow_provider_m2m.hooks import bigquery
 from airflow_provider_m2m.hooks.bigquery import ArrowTableBuilder, BigQueryError, arrow_type, convert_row
+from tests.arrow_support import comparable
 
 
 def _rows(*values: Any) -> list[dict[str, Any]]:
@@ -20,21 +20,11 @@ def _rows(*values: Any) -> list[dict[str, Any]]:
 
 
 def _table(fields: list[dict[str, Any]], *pages: list[dict[str, Any]]) -> pa.Table:
+    """Build the Arrow table of the REST result pages, in order."""
     builder = ArrowTableBuilder(fields)
     for page in pages:
         builder.add_page(page)
     return builder.table()
-
-
-def _comparable(value: Any) -> Any:
-    """Replace each float NaN with a marker, so == compares NaN cells as equal."""
-    if isinstance(value, float) and math.isnan(value):
-        return "<float NaN>"
-    if isinstance(value, dict):
-        return {key: _comparable(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_comparable(item) for item in value]
-    return value
 
 
 @pytest.mark.parametrize(
@@ -68,7 +58,7 @@ def test_type_matches_convert_row(field_type: str, raw_values: list[Any], expect
     table = _table(fields, rows)
 
     assert table.schema.types == [expected_type]
-    assert _comparable(table.to_pylist()) == _comparable([convert_row(fields, row) for row in rows])
+    assert comparable(table.to_pylist()) == comparable([convert_row(fields, row) for row in rows])
 
 
 def test_struct_and_array_match_convert_row() -> None:
@@ -127,7 +117,7 @@ def test_no_rows_keeps_schema() -> None:
     ("field_type", "raw"),
     [("DATE", "not-a-date"), ("INT64", "1.5"), ("BOOL", "1"), ("FLOAT64", "fast"), ("TIMESTAMP", "soon"), ("NUMERIC", "1,5")],
 )
-def test_unparsable_cell_names_column(field_type: str, raw: str) -> None:
+def test_unparseable_cell_names_column(field_type: str, raw: str) -> None:
     fields = [{"name": "good", "type": "STRING"}, {"name": "signup", "type": field_type}]
     rows = [{"f": [{"v": "x"}, {"v": raw}]}]
 
@@ -209,7 +199,7 @@ def test_short_row_raises() -> None:
         _table(fields, [{"f": [{"v": "1"}]}])
 
 
-def test_nested_json_type_inferred() -> None:
+def test_arrow_type_of_json_and_unknown() -> None:
     field = {"name": "s", "type": "RECORD", "fields": [{"name": "j", "type": "JSON"}, {"name": "n", "type": "INT64"}]}
 
     assert arrow_type(field) is None

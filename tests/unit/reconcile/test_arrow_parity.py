@@ -6,7 +6,7 @@ same data and requires equal plans, or the same exception type with the same mes
 
 Source tables have the column types that BigQuery returns (string, int64, float64,
 decimal128(38, 9) for NUMERIC, bool, date32, timestamp("us", "UTC") for TIMESTAMP, timestamp("us")
-for DATETIME), and now and then another type. Target tables hold Bulk API 2.0 query CSV text, with
+for DATETIME), and now and then another type. Target tables contain Bulk API 2.0 query CSV text, with
 an empty string for null.
 
 The random tests build a few hundred rows per seed. Most target records equal their source row as
@@ -98,7 +98,7 @@ def _short(outcome: Plan | Raised) -> str:
 def assert_same_plan(
     source: pa.Table, target: pa.Table, mapping: Mapping, *, include_orphans: bool = False
 ) -> Plan | Raised:
-    """Assert that both engines return equal plans or raise alike; return the row engine's outcome."""
+    """Assert that both engines return equal plans or raise alike, and return the row engine's outcome."""
     expected = row_engine_outcome(source, target, mapping, include_orphans)
     actual = outcome_of(lambda: plan_changes_arrow(source, target, mapping, include_orphans=include_orphans))
     assert actual == expected, describe_difference(expected, actual)
@@ -420,7 +420,8 @@ class Case:
     target_rows: list[dict[str, Any]]
     include_orphans: bool = False
     notes: list[str] = field(default_factory=list)
-    batch_rows: int | None = None  # rows per record batch; None builds each table as one batch
+    # Rows per record batch, or None to build each table as one batch.
+    batch_rows: int | None = None
 
     def source(self) -> pa.Table:
         return build_table(self.source_rows, self.source_schema, self.batch_rows)
@@ -443,9 +444,9 @@ def build_table(rows: list[dict[str, Any]], schema: pa.Schema, batch_rows: int |
 def random_mapping(rng: random.Random, whole: bool) -> tuple[Mapping, list[ColumnSpec], pa.DataType]:
     """Return a mapping, the specs of its fields and the key column's type.
 
-    The mapping has a field of every type but DOUBLE, and in half the seeds a DOUBLE field too. The columnar engine hands a table with an integer key
-    or a source column of another kind to plan_changes whole, so only the seeds with `whole` set
-    map them.
+    The mapping has a field of every type but DOUBLE, and in half the seeds a DOUBLE field too. The
+    columnar engine hands a table with an integer key or a source column of another kind to
+    plan_changes whole, so only the seeds with `whole` set map them.
     """
     key_types = [FieldType.STRING] * 4 + [FieldType.EMAIL, FieldType.PHONE, FieldType.URL]
     key_type = rng.choice(key_types + [FieldType.INTEGER] * 2 if whole else key_types)
@@ -729,7 +730,7 @@ def _shrink_rows(case: Case, side: str, differs: Callable[[Case], bool], deadlin
         while start < len(rows) and time.monotonic() < deadline:
             candidate = replace(case, **{side: rows[:start] + rows[start + step :]})
             if differs(candidate):
-                case, rows = candidate, candidate.__dict__[side]
+                case, rows = candidate, getattr(candidate, side)
             else:
                 start += step
         step //= 2
@@ -805,7 +806,7 @@ def test_random_cases_reach_both_engines():
         else:
             planned += 1
         # A DOUBLE field with a scale sends every value with more decimals to plan_changes, so a
-        # seed counts as split when Arrow decided a tenth of its rows.
+        # seed counts as split when Arrow decided more than a tenth of its rows.
         if len(calls) == 1 and len(calls[0].source_rows) < source.num_rows * 0.9:
             split += 1
 
@@ -858,9 +859,9 @@ def assert_one_field_alike(
     *,
     columnar: bool = True,
 ) -> Plan | Raised:
-    """Assert that both engines plan alike for the values; `columnar` also requires a split run.
+    """Assert that both engines plan alike for the values, and return the row engine's outcome.
 
-    With `columnar` set, the columnar engine must have decided some rows itself, so that the
+    With `columnar` set, the columnar engine must also have decided some rows itself, so that the
     comparison in Arrow kernels took part and the test does not pass through plan_changes alone.
     """
     source, target, mapping = one_field_tables(mapped, arrow_type, values, extra_targets)
@@ -1092,8 +1093,8 @@ def test_double_values(scale):
 @pytest.mark.parametrize("scale", [None, 0, 3])
 def test_double_shortest_texts_of_random_floats(scale):
     # Each target contains Python's text of its value, so a row is unchanged exactly when Arrow writes
-    # the float as Python does. Random bit patterns reach every exponent; the others are the
-    # values a Number field stores.
+    # the float as Python does. Random bit patterns reach every exponent, and the other values are
+    # the kind a Number field stores.
     rng = random.Random(scale or 0)
     values = [struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(1500)]
     values += [rng.uniform(-1e6, 1e6) for _ in range(1500)]
@@ -1108,7 +1109,8 @@ def test_double_shortest_texts_of_random_floats(scale):
     with calls_to_row_engine() as calls:
         assert_same_plan(source, target, Mapping(key=KEY, fields=[mapped]))
 
-    # Only values with at most `scale` decimals are decided in Arrow when the field has a scale.
+    # Only values with at most `scale` decimals are decided in Arrow when the field has a scale. With
+    # no call to the row engine, plan_changes_arrow raised before it planned a row, so none counts.
     decided_in_python = len(calls[0].source_rows) if calls else len(values)
     assert decided_in_python < (len(values) / 2 if scale is None else len(values))
 
@@ -1306,7 +1308,7 @@ def test_non_ascii_keys(key_case_sensitive):
 
 
 @CASE_MODES
-def test_non_ascii_keys_in_nfc_spelled_alike(key_case_sensitive):
+def test_non_ascii_keys_spelled_alike(key_case_sensitive):
     keys = [*PLAIN_KEYS, "Ключ", "é", "Zoë"]
     source, target, mapping = key_tables(keys, keys, key_case_sensitive=key_case_sensitive)
     assert_same_plan(source, target, mapping)
@@ -1479,7 +1481,7 @@ def test_columnar_path_sends_only_changed_rows(key_case_sensitive):
     assert {record[KEY.target] for record in calls[0].target_records} == changed_keys
 
 
-def test_columnar_path_on_sliced_and_large_string_tables():
+def test_columnar_path_sliced_large_strings():
     source, target, mapping = matching_tables(600, changed=[5, 17, 400])
     source = source.slice(10, 500)
     target = target.slice(50).cast(pa.schema([(name, pa.large_string()) for name in target.column_names]))
