@@ -165,7 +165,7 @@ def other_forms(mapped: FieldMapping, text: str) -> list[str]:
 
 
 def near_misses(mapped: FieldMapping, value: Any) -> list[str]:
-    """Return texts that a converter gets for the value by a plausible mistake.
+    """Return texts that a converter could produce for the value by a plausible mistake.
 
     Those are another rounding, the digits as they are, the second rounded up, the wall-clock time
     of another zone, the next day, and text kept although the field rejects it. No text contains
@@ -220,7 +220,8 @@ UNPARSEABLE = {
     FieldType.DATE: ["02/01/2024", "2024-1-2x"],
     FieldType.DATETIME: ["yesterday", "2024-01-02T25:00:00Z"],
 }
-TEXT_WITH_NUL = "a\x00b"  # the row engine rejects a target record with NUL once it compares it
+# The row engine raises TargetRecordError for a target record with NUL when it compares that record.
+TEXT_WITH_NUL = "a\x00b"
 
 
 # Source values -----------------------------------------------------------------------------------
@@ -453,7 +454,8 @@ def random_mapping(rng: random.Random, whole: bool) -> tuple[Mapping, list[Colum
     key_length = rng.choice([None, 12, 40]) if key_type.is_text else None
     key = FieldMapping("ext_id", "External_Id__c", key_type, length=key_length)
 
-    # DOUBLE in half the seeds: many random doubles have no plain text and go to plan_changes.
+    # Only half the seeds map a DOUBLE field, because many random doubles have no plain text and go
+    # to plan_changes.
     types = [kind for kind in FieldType if kind is not FieldType.DOUBLE or rng.random() < 0.5]
     types.append(rng.choice([FieldType.DECIMAL, FieldType.STRING, FieldType.DATETIME]))
     rng.shuffle(types)
@@ -553,7 +555,9 @@ def text_key(number: int, features: set[str], rng: random.Random) -> tuple[str, 
 def random_case(seed: int) -> Case:
     """Build the source and target tables of one seed."""
     rng = random.Random(seed)
-    whole = rng.random() < 0.35  # this seed may have what makes the engine take whole tables
+    # Only a seed with `whole` set gets the keys, features and column types that make the columnar
+    # engine hand both whole tables to plan_changes.
+    whole = rng.random() < 0.35
     mapping, specs, key_arrow_type = random_mapping(rng, whole)
     rates = random_rates(rng, whole)
     features = rates.features
@@ -624,7 +628,7 @@ def target_record(
     """Return the query CSV record for a source row: its stored texts, with the seed's variations.
 
     Only an orphan or a record without a key gets text that does not parse, because the row engine
-    raises once it compares such text. `spoil_one_record` puts it in a compared record.
+    raises when it compares such text. `spoil_one_record` puts it in a compared record.
     """
     record = {mapping.key.target: stored_key}
     for spec in specs:
@@ -632,8 +636,8 @@ def target_record(
         value = row[mapped.source]
         text = query_text(mapped, value)
         if text is None:
-            # The source value is rejected, so any stored value will do. Its own text tests that
-            # the columnar engine does not find it equal.
+            # The field rejects the source value, so any stored text will do. A near miss, such as
+            # the rejected text itself, checks that the columnar engine does not count it as equal.
             misses = near_misses(mapped, value)
             text = rng.choice(misses) if misses and rng.random() < 0.5 else stored_text(spec, rng)
         roll = rng.random()
