@@ -450,7 +450,7 @@ def random_mapping(rng: random.Random, whole: bool) -> tuple[Mapping, list[Colum
     plan_changes whole, so only the seeds with `whole` set map them.
     """
     key_types = [FieldType.STRING] * 4 + [FieldType.EMAIL, FieldType.PHONE, FieldType.URL]
-    key_type = rng.choice(key_types + [FieldType.INTEGER] * 2 if whole else key_types)
+    key_type = rng.choice((key_types + [FieldType.INTEGER] * 2) if whole else key_types)
     key_length = rng.choice([None, 12, 40]) if key_type.is_text else None
     key = FieldMapping("ext_id", "External_Id__c", key_type, length=key_length)
 
@@ -821,9 +821,9 @@ def test_random_cases_reach_both_engines():
 
 # Named cases -------------------------------------------------------------------------------------
 #
-# Each test pairs every source value with every target text under a key of its own, and with no
-# target record at all. The target texts are the query texts of the valid values, the same values
-# in other forms, their near misses, the empty text and any extra texts a test names.
+# Each one-field test pairs every source value with every target text under a key of its own, and
+# with no target record at all. The target texts are the query texts of the valid values, the same
+# values in other forms, their near misses, the empty text and any extra texts a test names.
 
 KEY = FieldMapping("id", "Id__c", FieldType.STRING)
 
